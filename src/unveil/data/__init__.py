@@ -1,0 +1,1 @@
+"""Data: manifests, video input/output, face crops, sampling, datasets and occlusion synthesis."""

@@ -1,0 +1,201 @@
+"""Streaming video input/output on PyAV: frames go through one at a time, never a whole video in memory.
+
+Colour video is H.264 (libx264, yuv420p; lossy); binary masks are FFV1 (lossless, gray) in Matroska so
+they decode to exactly the pixels written. Output files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import cv2
+import numpy as np
+
+from unveil.errors import UnveilError
+from unveil.files import ensure_dir, temp_path_beside
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its index in the stream, its presentation time in seconds and RGB (or gray) pixels."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+class VideoWriter:
+    """Encode frames to ``path`` as they come; the file appears only when the writer closes without error.
+
+    ``lossless=True`` writes FFV1 (use a ``.mkv`` path), exact for masks and ground truth; otherwise H.264
+    at constant quality ``crf`` (18 is visually lossless for faces). ``gray=True`` takes (H, W) uint8 frames.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: float,
+        *,
+        lossless: bool = False,
+        gray: bool = False,
+        crf: int = 18,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.lossless, self.gray = lossless, gray
+        self._options = {} if lossless else {"crf": str(crf), "preset": preset}
+        self._tmp: Path | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> VideoWriter:
+        self._tmp = temp_path_beside(self.path)
+        self._container = av.open(str(self._tmp), mode="w")
+        return self
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one frame: (H, W, 3) RGB uint8, or (H, W) uint8 for a gray writer."""
+        assert self._container is not None, "VideoWriter must be used as a context manager"
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if self._stream is None:
+            self._stream = self._open_stream(image.shape[1], image.shape[0])
+        fmt = "gray" if self.gray else "rgb24"
+        frame = av.VideoFrame.from_ndarray(image, format=fmt)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def _open_stream(self, width: int, height: int) -> av.video.stream.VideoStream:
+        assert self._container is not None
+        codec = "ffv1" if self.lossless else "libx264"
+        if not self.lossless and (width % 2 or height % 2):
+            raise UnveilError(f"H.264 needs even frame sizes; {self.path.name} would be {width}x{height}.")
+        stream = self._container.add_stream(codec, rate=self.fps, options=self._options)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = ("gray" if self.gray else "bgr0") if self.lossless else "yuv420p"
+        stream.thread_count = 1  # parallelism comes from encoding several files at once; keeps output deterministic
+        return stream
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._container is not None and self._tmp is not None
+        error = exc
+        try:
+            if error is None and self._stream is None:
+                error = UnveilError(f"No frames were written to {self.path}.")
+            elif error is None:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        except BaseException as flush_error:  # noqa: BLE001 - re-raised below after cleaning up
+            error = flush_error
+        finally:
+            self._container.close()
+        if error is None:
+            os.replace(self._tmp, self.path)
+            return
+        self._tmp.unlink(missing_ok=True)
+        if error is not exc:
+            raise error
+
+
+class FrameFolderWriter:
+    """Write frames as numbered lossless PNGs (``000000.png`` ...) into ``path``, a folder that appears
+    complete or not at all (frames go to a temporary folder renamed on success)."""
+
+    def __init__(self, path: str | os.PathLike[str], fps: float, *, gray: bool = False) -> None:
+        self.path, self.fps, self.gray = Path(path), fps, gray
+        self._tmp: Path | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> FrameFolderWriter:
+        ensure_dir(self.path.parent)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.path.name}-", dir=self.path.parent))
+        return self
+
+    def write(self, image: np.ndarray) -> None:
+        assert self._tmp is not None, "FrameFolderWriter must be used as a context manager"
+        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(self._tmp / f"{self.frames_written:06d}.png"), bgr):
+            raise UnveilError(f"Cannot write frames into {self.path}.")
+        self.frames_written += 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tmp is not None
+        if exc is None and self.frames_written == 0:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise UnveilError(f"No frames were written to {self.path}.")
+        if exc is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        os.chmod(self._tmp, 0o777 & ~_umask())
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self._tmp, self.path)
+
+
+def open_writer(path: str | os.PathLike[str], fps: float, *, gray: bool = False,
+                lossless: bool = False, crf: int = 18) -> VideoWriter | FrameFolderWriter:
+    """A writer chosen by ``path``: a folder of PNGs when it has no suffix, else a video file."""
+    if Path(path).suffix == "":
+        return FrameFolderWriter(path, fps, gray=gray)
+    return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def read_frames(path: str | os.PathLike[str], *, gray: bool = False, fps: float | None = None) -> Iterator[Frame]:
+    """Decode ``path`` frame by frame (RGB, or gray for masks), with index and presentation time.
+
+    ``path`` may be a video file or a folder of images (sorted by name; times are ``index / fps``, or NaN
+    when no ``fps`` is given).
+    """
+    file = Path(path)
+    if file.is_dir():
+        yield from _read_folder(file, gray, fps)
+        return
+    try:
+        container = av.open(str(file))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UnveilError(f"Cannot open the video {file}: {exc}.") from None
+    with container:
+        if not container.streams.video:
+            raise UnveilError(f"{file} has no video stream.")
+        stream = container.streams.video[0]
+        fmt = "gray" if gray else "rgb24"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                time = float(frame.pts * stream.time_base) if frame.pts is not None else float("nan")
+                yield Frame(index=index, time=time, image=frame.to_ndarray(format=fmt))
+        except av.error.FFmpegError as exc:
+            raise UnveilError(f"The video {file} is corrupt or truncated: {exc}.") from None
+
+
+def _read_folder(folder: Path, gray: bool, fps: float | None) -> Iterator[Frame]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for index, file in enumerate(files):
+        image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        if image is None:
+            raise UnveilError(f"Cannot read the image {file}.")
+        if not gray:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        yield Frame(index=index, time=index / fps if fps else float("nan"), image=image)
