@@ -23,6 +23,10 @@ from unveil.errors import UnveilError
 from unveil.files import ensure_dir, temp_path_beside
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: its index in the stream, its presentation time in seconds and RGB (or gray) pixels."""
@@ -52,7 +56,10 @@ class VideoWriter:
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.lossless, self.gray = lossless, gray
-        self._options = {} if lossless else {"crf": str(crf), "preset": preset}
+        # threads=1 (parallelism comes from encoding several files at once) and no macroblock tree: with it,
+        # libx264's SIMD path gave different bytes for the same frames from one run to the next.
+        self._options = {} if lossless else {"crf": str(crf), "preset": preset, "threads": "1",
+                                             "x264-params": "mbtree=0"}
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
@@ -60,7 +67,8 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = temp_path_beside(self.path)
-        self._container = av.open(str(self._tmp), mode="w")
+        # bitexact: no random segment ids or encoder dates, so the same frames give the same bytes.
+        self._container = av.open(str(self._tmp), mode="w", options={"fflags": "+bitexact"})
         return self
 
     def write(self, image: np.ndarray) -> None:
@@ -69,8 +77,8 @@ class VideoWriter:
         image = np.ascontiguousarray(image, dtype=np.uint8)
         if self._stream is None:
             self._stream = self._open_stream(image.shape[1], image.shape[0])
-        fmt = "gray" if self.gray else "rgb24"
-        frame = av.VideoFrame.from_ndarray(image, format=fmt)
+        frame = av.VideoFrame.from_ndarray(image, format="gray" if self.gray else "rgb24")
+        frame.pts = self.frames_written  # explicit: the stream's time base is 1/fps
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
@@ -82,8 +90,9 @@ class VideoWriter:
             raise UnveilError(f"H.264 needs even frame sizes; {self.path.name} would be {width}x{height}.")
         stream = self._container.add_stream(codec, rate=self.fps, options=self._options)
         stream.width, stream.height = width, height
+        stream.time_base = 1 / self.fps
         stream.pix_fmt = ("gray" if self.gray else "bgr0") if self.lossless else "yuv420p"
-        stream.thread_count = 1  # parallelism comes from encoding several files at once; keeps output deterministic
+        stream.thread_count = 1
         return stream
 
     def __exit__(
@@ -148,8 +157,8 @@ class FrameFolderWriter:
 
 def open_writer(path: str | os.PathLike[str], fps: float, *, gray: bool = False,
                 lossless: bool = False, crf: int = 18) -> VideoWriter | FrameFolderWriter:
-    """A writer chosen by ``path``: a folder of PNGs when it has no suffix, else a video file."""
-    if Path(path).suffix == "":
+    """A writer chosen by ``path``: a video file for a video suffix (.mp4, .mkv, ...), else a folder of PNGs."""
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
         return FrameFolderWriter(path, fps, gray=gray)
     return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf)
 
@@ -160,7 +169,6 @@ def _umask() -> int:
     return mask
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def read_frames(path: str | os.PathLike[str], *, gray: bool = False, fps: float | None = None) -> Iterator[Frame]:

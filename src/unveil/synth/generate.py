@@ -298,7 +298,9 @@ def generate(config: SynthConfig, out: str | os.PathLike[str], *, workers: int |
 
     ``workers`` processes render recordings in parallel (default: one per CPU core).
     """
-    root = ensure_dir(out).resolve()
+    root = ensure_dir(check_output_folder(out)).resolve()
+    remove_previous_benchmark(root)
+    write_text_atomic(root / "synth.yaml", config.to_yaml())  # marks the folder as a benchmark (in progress)
     jobs = plan_jobs(config, root)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     results: dict[int, Recording] = {}
@@ -322,7 +324,6 @@ def generate(config: SynthConfig, out: str | os.PathLike[str], *, workers: int |
         recordings=[results[k] for k in range(len(jobs))],
     )
     manifest.root = root
-    write_text_atomic(root / "synth.yaml", config.to_yaml())
     save_manifest(manifest, root / MANIFEST_NAME)
     return manifest
 
@@ -332,7 +333,20 @@ def check_output_folder(out: str | os.PathLike[str]) -> Path:
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UnveilError(f"The output path {folder} exists and is not a folder.")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST_NAME).exists() \
-            and not (folder / "synth.yaml").exists():
+    ours = {"synth.yaml", "preview.png"}
+    if folder.is_dir() and not (folder / "synth.yaml").exists() and any(p.name not in ours for p in folder.iterdir()):
         raise UnveilError(f"The output folder {folder} is not empty and holds no unveil benchmark; choose another.")
     return folder
+
+
+def remove_previous_benchmark(folder: Path) -> None:
+    """Delete an earlier benchmark in ``folder``: its manifest first (so that an interrupted run never looks
+    complete), then the subject folders it wrote."""
+    import shutil
+
+    if not (folder / "synth.yaml").exists():
+        return
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    for child in folder.iterdir():
+        if child.is_dir() and child.name.startswith("S") and child.name[1:].isdigit():
+            shutil.rmtree(child)

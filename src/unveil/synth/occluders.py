@@ -327,7 +327,7 @@ class Patches:
         face_area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
         n = int(rng.integers(1, 4))
         areas = rng.dirichlet(np.ones(n)) * face_area * PATCH_LEVELS[self.level - 1]
-        lo, hi = outline.min(axis=0) + 0.15, outline.max(axis=0) - 0.15
+        lo, hi = np.array([-0.4, -0.35]), np.array([0.4, 0.85])  # centres stay on the face
         self.rects = []
         for area in areas:
             aspect = rng.uniform(0.5, 2.0)

@@ -98,13 +98,14 @@ class _Builder:
         time = np.arange(n) / self.fps
         values = np.zeros((n, len(SYNTH_AUS)))
         events = np.full(n, "neutral", dtype=object)
-        for name, start, duration, curves in self.curves:
+        for name, start, _, curves in self.curves:
             first = int(round(start * self.fps))
+            length = max(len(c) for c in curves.values())
             for au, curve in curves.items():
                 seg = curve[: max(0, n - first)]
                 col = SYNTH_AUS.index(au)
                 values[first:first + len(seg), col] = np.maximum(values[first:first + len(seg), col], seg)
-            events[first:first + int(duration * self.fps)] = name
+            events[first:first + length] = name
         for name, aus, start, on, hold, off in self.events:
             rise = _smoothstep((time - start) / on)
             fall = 1.0 - _smoothstep((time - start - on - hold) / off)
@@ -161,7 +162,8 @@ def sentence(fps: float, rng: np.random.Generator, repetitions: int = 5, blink_r
         curves = {au: np.zeros(n) for au in (25, 26, 18, 20, 24, 1, 2)}
         for s in range(n_syllables):
             centre, width = (s + 0.5) / rate, 0.55 / rate
-            bump = np.clip(np.cos(np.clip((t - centre) / width, -0.5, 0.5) * np.pi), 0, 1)
+            bump = np.cos(np.clip((t - centre) / width, -0.5, 0.5) * np.pi)
+            bump[bump < 1e-6] = 0.0
             opening = rng.uniform(0.35, 0.9)
             curves[25] = np.maximum(curves[25], bump * min(1.0, opening + 0.2))
             curves[26] = np.maximum(curves[26], bump * opening * 0.55)

@@ -1,0 +1,5 @@
+"""``python -m unveil`` runs the CLI."""
+
+from unveil.cli import main
+
+main()

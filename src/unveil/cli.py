@@ -1,0 +1,118 @@
+"""The ``unveil`` command line: a thin veneer over the Python API, one command per stage.
+
+User mistakes raise :class:`unveil.errors.UnveilError`; :func:`main` prints its message as one line on stderr
+and exits with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from unveil import __version__
+from unveil.errors import UnveilError
+from unveil.progress import stderr_console
+
+app = typer.Typer(
+    name="unveil",
+    help="Restore obstructed facial features (sEMG sensors, masks, glasses, hands) in face images and videos, "
+         "and measure whether the restoration kept the expression.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unveil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """unveil: restore obstructed faces, then check that the expression survived."""
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output folder (created; an earlier benchmark there is replaced).")],
+    subjects: Annotated[Optional[int], typer.Option(help="Number of synthetic people. \\[default: 2]")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Frame size in pixels, even, 64-512. \\[default: 128]")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second. \\[default: 15]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; same seed, same output. \\[default: 0]")] = None,
+    sessions: Annotated[Optional[int], typer.Option(help="Sessions per subject. \\[default: 2]")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(
+        help="Task to record (repeatable): schaede, emotion, sentence. \\[default: all three]")] = None,
+    occluder: Annotated[Optional[list[str]], typer.Option(
+        help="Occluder worn in occluded takes (repeatable; several are worn together): "
+             "semg, mask, glasses, hand, patch. \\[default: semg]")] = None,
+    format: Annotated[Optional[str], typer.Option(
+        "--format", help="mp4 (H.264 videos) or png (folders of frames). \\[default: mp4]")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="YAML file with any of these options (see synth.yaml in an output folder); flags override it.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel processes. \\[default: one per CPU core]")] = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Only write a contact sheet (OUT/preview.png) of identities, expressions and occluders.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write the synthetic benchmark: faces with known Action Units, landmarks and occluders, with the hidden
+    clean frames of every occluded recording, per-frame tables and a manifest."""
+    from unveil.synth import SynthConfig, check_output_folder, generate, write_preview
+    from unveil.config import validate_config
+
+    overrides = {"subjects": subjects, "size": size, "fps": fps, "seed": seed, "sessions": sessions,
+                 "tasks": task, "occluders": occluder, "format": format}
+    if config is not None:
+        cfg = SynthConfig.from_yaml(config, **overrides)
+    else:
+        cfg = validate_config(SynthConfig, {k: v for k, v in overrides.items() if v is not None},
+                              source="the command-line options")
+    if workers is not None and workers < 1:
+        raise UnveilError(f"--workers must be at least 1, not {workers}.")
+    folder = check_output_folder(out)
+    if preview:
+        path = write_preview(cfg, folder / "preview.png")
+        typer.echo(f"Contact sheet written to {path}")
+        return
+    start = time.perf_counter()
+    manifest = generate(cfg, folder, workers=workers, progress=not quiet)
+    seconds = time.perf_counter() - start
+    frames = sum(r.n_frames or 0 for r in manifest.recordings)
+    typer.echo(f"{len(manifest.recordings)} recordings, {frames} frames in {seconds:.1f} s "
+               f"({frames / seconds:.0f} frames/s).")
+    typer.echo(f"Manifest: {manifest.root / 'manifest.yaml'}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run every stage that exists so far on the embedded synthetic benchmark (no data, no downloads)."""
+    from unveil.demo import run_demo
+
+    summary = run_demo(out, progress=not quiet)
+    for line in summary:
+        typer.echo(line)
+
+
+def main() -> None:
+    """Entry point: run the app, turning :class:`UnveilError` into one line on stderr and exit code 2.
+
+    Typer itself reports usage errors (unknown option, a word where a number belongs) the same way.
+    """
+    try:
+        app()
+    except UnveilError as exc:
+        stderr_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)

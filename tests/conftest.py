@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny synthetic configs that render in a second or two."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unveil.synth import SynthConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(**overrides: object) -> SynthConfig:
+    """One subject, one session, one normal and one occluded take of a short task at 64 px, lossless PNG."""
+    options: dict[str, object] = dict(subjects=1, sessions=1, normal_takes=1, occluded_takes=1, size=64, fps=10,
+                                      tasks=["sentence"], sentence_repetitions=1, format="png")
+    options.update(overrides)
+    return SynthConfig(**options)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared test data folder {SHARED_DATA} is not present")
+    return SHARED_DATA
