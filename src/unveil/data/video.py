@@ -155,12 +155,12 @@ class FrameFolderWriter:
         os.replace(self._tmp, self.path)
 
 
-def open_writer(path: str | os.PathLike[str], fps: float, *, gray: bool = False,
-                lossless: bool = False, crf: int = 18) -> VideoWriter | FrameFolderWriter:
+def open_writer(path: str | os.PathLike[str], fps: float, *, gray: bool = False, lossless: bool = False,
+                crf: int = 18, preset: str = "veryfast") -> VideoWriter | FrameFolderWriter:
     """A writer chosen by ``path``: a video file for a video suffix (.mp4, .mkv, ...), else a folder of PNGs."""
     if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
         return FrameFolderWriter(path, fps, gray=gray)
-    return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf)
+    return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf, preset=preset)
 
 
 def _umask() -> int:

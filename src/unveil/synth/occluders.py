@@ -74,9 +74,14 @@ class Paint:
         cv2.polylines(self.mask, pts, False, 255, t, cv2.LINE_8, _SHIFT)
 
     def discs(self, centres: np.ndarray, radius: float, colour: Sequence[float]) -> None:
-        """Filled circles of one radius and colour, in one call (as round-capped zero-length strokes)."""
-        dots = np.repeat(np.asarray(centres, dtype=float)[:, None, :], 2, axis=1)
-        self.lines(dots, colour, 2 * radius)
+        """Filled circles of one radius (sub-pixel, so coverage does not jump with the frame size) and colour."""
+        region = np.zeros_like(self.mask)
+        r = max(int(round(radius * _ONE)), _ONE // 2)
+        for x, y in self._pts(centres).tolist():
+            cv2.circle(region, (x, y), r, 255, -1, cv2.LINE_8, _SHIFT)
+        inside = region > 0
+        self.img[inside] = np.array(colour, dtype=np.float64).round().astype(np.uint8)
+        self.mask[inside] = 255
 
     def ellipse(self, centre: np.ndarray, axes: tuple[float, float], angle_deg: float,
                 colour: Sequence[float]) -> None:
@@ -155,8 +160,8 @@ class SEMG:
         self.sites = sites
         self.move_sites = _follow_skin(sites, identity.shape)
         self.red = subject_rng.permutation(len(sites)) < len(sites) // 2
-        self.patch_radius = subject_rng.uniform(0.06, 0.068)
-        self.cable_width = 0.03
+        self.patch_radius = subject_rng.uniform(0.058, 0.064)
+        self.cable_width = 0.05
         side = np.sign(sites[:, 0])
         routes = []
         for (x, y), sgn in zip(sites, side, strict=True):

@@ -1,0 +1,37 @@
+# unveil: `make demo` and `make test` work on a fresh machine (they create .venv and install first).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch / torchvision are pinned to the builds on the machines' disk (a CUDA build that also runs on the CPU);
+# installing them first keeps pip from fetching any other torch.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/unveil demo
+
+# The whole suite, slow end-to-end tests included (CI runs exactly this).
+test: install
+	$(PY) -m pytest -n 2 --durations=10
+
+# The fast tests only, for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -n 2 -m "not slow"
+
+bench: install
+	$(PY) benchmarks/synth_speed.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache
