@@ -94,6 +94,64 @@ def synth(
 
 
 @app.command()
+def prepare(
+    manifest: Annotated[Path, typer.Argument(help="manifest.yaml of the recordings (see README).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for crops and samples.parquet.")],
+    crop: Annotated[Optional[str], typer.Option(
+        help="fixed: one box per session (estimated from its normal recording, as in seed 000); track: a "
+             "smoothed box per frame; none: the centred square of the frame. \\[default: fixed]")] = None,
+    box: Annotated[Optional[str], typer.Option(help="Fixed box 'x,y,width,height' in pixels.")] = None,
+    load_size: Annotated[Optional[int], typer.Option(help="Side of the saved crops. \\[default: 286]")] = None,
+    fraction: Annotated[Optional[float], typer.Option(
+        help="Share of each recording's frames to sample. \\[default: 0.02]")] = None,
+    sampling: Annotated[Optional[str], typer.Option(help="random or equidistant. \\[default: random]")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Validation share. \\[default: 0.1]")] = None,
+    no_face: Annotated[Optional[str], typer.Option(
+        help="Frames without a face (crop=track): hold the last box, or mark and skip them. \\[default: hold]")] = None,
+    detector: Annotated[Optional[str], typer.Option(help="mediapipe or haar. \\[default: mediapipe]")] = None,
+    subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these options.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel processes. \\[default: one per CPU core]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Crop the faces of sampled frames of every recording in a manifest and write samples.parquet (the
+    frames, their split, crop boxes and labels) for training."""
+    from unveil.config import validate_config
+    from unveil.data.manifest import load_manifest
+    from unveil.data.prepare import PrepareConfig, prepare as run_prepare
+
+    parsed_box = None
+    if box is not None:
+        try:
+            parsed_box = tuple(float(v) for v in box.split(","))
+        except ValueError:
+            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.") from None
+        if len(parsed_box) != 4:
+            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.")
+    overrides = {"crop": crop, "box": parsed_box, "load_size": load_size, "fraction": fraction,
+                 "sampling": sampling, "val_fraction": val_fraction, "no_face": no_face, "detector": detector,
+                 "subjects": subject, "seed": seed}
+    if config is not None:
+        cfg = PrepareConfig.from_yaml(config, **overrides)
+    else:
+        cfg = validate_config(PrepareConfig, {k: v for k, v in overrides.items() if v is not None},
+                              source="the command-line options")
+    if workers is not None and workers < 1:
+        raise UnveilError(f"--workers must be at least 1, not {workers}.")
+    start = time.perf_counter()
+    result = run_prepare(load_manifest(manifest), out, cfg, workers=workers, progress=not quiet)
+    seconds = time.perf_counter() - start
+    typer.echo(f"{len(result.samples)} samples from {result.frames_decoded} frames in {seconds:.1f} s "
+               f"({result.frames_decoded / seconds:.0f} frames/s): {result.path}")
+    if result.failures:
+        stderr_console.print(f"[bold red]{len(result.failures)} recording(s) failed:[/]", highlight=False)
+        for rec_id, why in result.failures.items():
+            stderr_console.print(f"  {rec_id}: {escape(why)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,

@@ -6,6 +6,7 @@ they decode to exactly the pixels written. Output files are written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ class VideoWriter:
 
     ``lossless=True`` writes FFV1 (use a ``.mkv`` path), exact for masks and ground truth; otherwise H.264
     at constant quality ``crf`` (18 is visually lossless for faces). ``gray=True`` takes (H, W) uint8 frames.
+    ``audio_from``: a video whose audio track is copied (not re-encoded) alongside, interleaved as frames come.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class VideoWriter:
         gray: bool = False,
         crf: int = 18,
         preset: str = "veryfast",
+        audio_from: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(1001)
@@ -60,6 +63,11 @@ class VideoWriter:
         # libx264's SIMD path gave different bytes for the same frames from one run to the next.
         self._options = {} if lossless else {"crf": str(crf), "preset": preset, "threads": "1",
                                              "x264-params": "mbtree=0"}
+        self._audio_source = Path(audio_from) if audio_from is not None else None
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio_out: av.audio.stream.AudioStream | None = None
+        self._audio_packets: Iterator[av.Packet] | None = None
+        self._pending_audio: av.Packet | None = None
         self._tmp: Path | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
@@ -71,17 +79,49 @@ class VideoWriter:
         self._container = av.open(str(self._tmp), mode="w", options={"fflags": "+bitexact"})
         return self
 
+    def _open_audio(self) -> None:
+        """Add the source's audio stream (stream copy); called once the video stream exists."""
+        assert self._container is not None and self._audio_source is not None
+        try:
+            self._audio_in = av.open(str(self._audio_source))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise UnveilError(f"Cannot read the audio of {self._audio_source}: {exc}.") from None
+        if not self._audio_in.streams.audio:
+            return
+        source = self._audio_in.streams.audio[0]
+        self._audio_out = self._container.add_stream_from_template(source)
+        self._audio_packets = (p for p in self._audio_in.demux(source) if p.dts is not None and p.size > 0)
+
+    def _mux_audio_until(self, seconds: float | None) -> None:
+        """Copy audio packets that start before ``seconds`` (all remaining ones for None)."""
+        if self._audio_packets is None:
+            return
+        while True:
+            packet = self._pending_audio or next(self._audio_packets, None)
+            self._pending_audio = None
+            if packet is None:
+                self._audio_packets = None
+                return
+            if seconds is not None and float(packet.pts * packet.time_base) > seconds:
+                self._pending_audio = packet
+                return
+            packet.stream = self._audio_out
+            self._container.mux(packet)  # type: ignore[union-attr]
+
     def write(self, image: np.ndarray) -> None:
         """Append one frame: (H, W, 3) RGB uint8, or (H, W) uint8 for a gray writer."""
         assert self._container is not None, "VideoWriter must be used as a context manager"
         image = np.ascontiguousarray(image, dtype=np.uint8)
         if self._stream is None:
             self._stream = self._open_stream(image.shape[1], image.shape[0])
+            if self._audio_source is not None:
+                self._open_audio()
         frame = av.VideoFrame.from_ndarray(image, format="gray" if self.gray else "rgb24")
         frame.pts = self.frames_written  # explicit: the stream's time base is 1/fps
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
+        self._mux_audio_until(self.frames_written / float(self.fps))
 
     def _open_stream(self, width: int, height: int) -> av.video.stream.VideoStream:
         assert self._container is not None
@@ -106,10 +146,13 @@ class VideoWriter:
             elif error is None:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
+                self._mux_audio_until(None)
         except BaseException as flush_error:  # noqa: BLE001 - re-raised below after cleaning up
             error = flush_error
         finally:
             self._container.close()
+            if self._audio_in is not None:
+                self._audio_in.close()
         if error is None:
             os.replace(self._tmp, self.path)
             return
@@ -171,16 +214,106 @@ def _umask() -> int:
 
 
 
-def read_frames(path: str | os.PathLike[str], *, gray: bool = False, fps: float | None = None) -> Iterator[Frame]:
-    """Decode ``path`` frame by frame (RGB, or gray for masks), with index and presentation time.
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video (or frame folder) holds, from its container, without decoding pictures."""
+
+    path: Path
+    width: int
+    height: int
+    n_frames: int  # counted from the demuxed packets, exact also for variable frame rates
+    fps: float  # average frame rate
+    duration: float  # seconds, from the first to the last frame plus one average frame
+    has_audio: bool
+    codec: str
+
+
+def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
+    """Describe ``path`` (a video file or a folder of images; ``fps`` sets a folder's frame rate)."""
+    file = Path(path)
+    if file.is_dir():
+        images = _folder_images(file)
+        if not images:
+            raise UnveilError(f"The folder {file} holds no images.")
+        first = cv2.imread(str(images[0]), cv2.IMREAD_UNCHANGED)
+        if first is None:
+            raise UnveilError(f"Cannot read the image {images[0]}.")
+        rate = fps or float("nan")
+        return VideoInfo(file, first.shape[1], first.shape[0], len(images), rate, len(images) / rate if fps else
+                         float("nan"), False, "images")
+    times = frame_times(file)
+    with _open(file) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate) if stream.average_rate else len(times) / max(times[-1], 1e-9)
+        return VideoInfo(file, stream.codec_context.width, stream.codec_context.height, len(times), rate,
+                         float(times[-1] - times[0] + 1 / rate) if len(times) else 0.0,
+                         bool(container.streams.audio), stream.codec_context.name)
+
+
+def frame_times(path: str | os.PathLike[str]) -> np.ndarray:
+    """Presentation time (s) of every frame, in display order, read from the packets without decoding.
+
+    Exact for variable frame rates; frame ``k`` of :func:`read_frames` has time ``frame_times(path)[k]``.
+    """
+    file = Path(path)
+    with _open(file) as container:
+        stream = container.streams.video[0]
+        try:
+            pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+        except av.error.FFmpegError as exc:
+            raise UnveilError(f"The video {file} is corrupt or truncated: {exc}.") from None
+        start = stream.start_time or 0
+        return (np.sort(np.array(pts, dtype=np.int64)) - start) * float(stream.time_base)
+
+
+def read_frames(path: str | os.PathLike[str], *, gray: bool = False, fps: float | None = None,
+                start: int = 0, stop: int | None = None) -> Iterator[Frame]:
+    """Decode ``path`` frame by frame (RGB, or gray for masks), with index and presentation time (seconds from
+    the first frame). ``start`` / ``stop`` select frames by index; a late ``start`` seeks instead of decoding
+    everything before it.
 
     ``path`` may be a video file or a folder of images (sorted by name; times are ``index / fps``, or NaN
     when no ``fps`` is given).
     """
     file = Path(path)
     if file.is_dir():
-        yield from _read_folder(file, gray, fps)
+        for frame in _read_folder(file, gray, fps):
+            if frame.index >= start and (stop is None or frame.index < stop):
+                yield frame
         return
+    fmt = "gray" if gray else "rgb24"
+    with _open(file) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = stream.start_time or 0
+        index, skip_to_pts = 0, None
+        if start > 0:
+            times = frame_times(file)
+            if start >= len(times):
+                return
+            target = int(round(times[start] / float(stream.time_base))) + base
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            index, skip_to_pts = start, target
+        try:
+            for frame in container.decode(stream):
+                if skip_to_pts is not None:
+                    if frame.pts is not None and frame.pts < skip_to_pts:
+                        continue
+                    skip_to_pts = None
+                if stop is not None and index >= stop:
+                    return
+                pts = frame.pts if frame.pts is not None else base
+                yield Frame(index=index, time=float((pts - base) * stream.time_base),
+                            image=frame.to_ndarray(format=fmt))
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise UnveilError(f"The video {file} is corrupt or truncated: {exc}.") from None
+
+
+@contextlib.contextmanager
+def _open(file: Path) -> Iterator[av.container.InputContainer]:
+    if not file.exists():
+        raise UnveilError(f"The video {file} does not exist.")
     try:
         container = av.open(str(file))
     except (av.error.FFmpegError, OSError) as exc:
@@ -188,18 +321,15 @@ def read_frames(path: str | os.PathLike[str], *, gray: bool = False, fps: float 
     with container:
         if not container.streams.video:
             raise UnveilError(f"{file} has no video stream.")
-        stream = container.streams.video[0]
-        fmt = "gray" if gray else "rgb24"
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                time = float(frame.pts * stream.time_base) if frame.pts is not None else float("nan")
-                yield Frame(index=index, time=time, image=frame.to_ndarray(format=fmt))
-        except av.error.FFmpegError as exc:
-            raise UnveilError(f"The video {file} is corrupt or truncated: {exc}.") from None
+        yield container
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _read_folder(folder: Path, gray: bool, fps: float | None) -> Iterator[Frame]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _folder_images(folder)
     for index, file in enumerate(files):
         image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
         if image is None:

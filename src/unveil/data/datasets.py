@@ -1,0 +1,197 @@
+"""Training datasets over ``samples.parquet``: unpaired (two domains, e.g. occluded / normal, for CycleGAN),
+paired (occluded, clean, mask: pix2pix and the de-occluder) and labelled (image + AU vector or class).
+
+Transforms follow the reference CycleGAN code: resize to ``load_size``, random crop to ``crop_size``, random
+horizontal flip, scale to [-1, 1]; every image of one sample gets the same crop and flip. Each item's
+randomness is a function of (seed, epoch, index) only, so runs repeat exactly with any number of loader
+workers, on one GPU or several.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unveil.errors import UnveilError
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The reference CycleGAN preprocessing (``resize_and_crop`` + flip) for a list of aligned images."""
+
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    train: bool = True  # False: centre crop, no flip (validation, test)
+
+    def __post_init__(self) -> None:
+        if self.crop_size > self.load_size:
+            raise UnveilError(f"crop_size ({self.crop_size}) cannot exceed load_size ({self.load_size}).")
+
+    def __call__(self, images: Sequence[np.ndarray], rng: random.Random) -> list[np.ndarray]:
+        size, crop = self.load_size, self.crop_size
+        resized = [im if im.shape[0] == size and im.shape[1] == size else
+                   cv2.resize(im, (size, size), interpolation=cv2.INTER_NEAREST if im.ndim == 2 else cv2.INTER_CUBIC)
+                   for im in images]
+        if self.train:
+            x, y = rng.randint(0, size - crop), rng.randint(0, size - crop)
+            flip = self.flip and rng.random() < 0.5
+        else:
+            x = y = (size - crop) // 2
+            flip = False
+        out = [im[y:y + crop, x:x + crop] for im in resized]
+        return [np.ascontiguousarray(im[:, ::-1]) for im in out] if flip else out
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (H, W, 3) -> float (3, H, W) in [-1, 1]; a gray mask (H, W) -> float (1, H, W) in {0, 1}."""
+    if image.ndim == 2:
+        return torch.from_numpy((image > 127).astype(np.float32))[None]
+    return torch.from_numpy(image.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0)
+
+
+def load_image(path: Path, gray: bool = False) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if image is None:
+        raise UnveilError(f"Cannot read the image {path}.")
+    return image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def load_samples(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, Path]:
+    """Read ``samples.parquet`` (written by ``unveil prepare``); returns the table and its folder."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "samples.parquet"
+    if not file.is_file():
+        raise UnveilError(f"{file} does not exist; run 'unveil prepare' first.")
+    return pd.read_parquet(file), file.parent
+
+
+def select(samples: pd.DataFrame, criteria: Mapping[str, object] | None = None, split: str | None = None
+           ) -> pd.DataFrame:
+    """Rows whose columns equal every criterion (a list means any of its values), in the given split."""
+    rows = samples
+    if split is not None:
+        rows = rows[rows["split"] == split]
+    for column, value in (criteria or {}).items():
+        if column not in rows.columns:
+            raise UnveilError(f"samples.parquet has no column '{column}'.")
+        rows = rows[rows[column].isin(value if isinstance(value, list | tuple | set) else [value])]
+    return rows.reset_index(drop=True)
+
+
+class SeededDataset(Dataset):
+    """Base of unveil's datasets: item randomness from (seed, epoch, index); call :meth:`set_epoch` each epoch."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng(self, index: int) -> random.Random:
+        return random.Random(f"{self.seed}/{self.epoch}/{index}")
+
+
+class UnpairedDataset(SeededDataset):
+    """Domain A and domain B images without correspondence (CycleGAN). Item ``i`` is A[i mod |A|] and a random
+    B (the reference code's ``serial_batches=False``); the length is max(|A|, |B|)."""
+
+    def __init__(self, root: Path, domain_a: pd.DataFrame, domain_b: pd.DataFrame, augment: Augment,
+                 seed: int = 0) -> None:
+        if len(domain_a) == 0 or len(domain_b) == 0:
+            raise UnveilError(f"Both domains need images; found {len(domain_a)} in A and {len(domain_b)} in B.")
+        self.root, self.augment, self.seed = root, augment, seed
+        self.a, self.b = domain_a["image"].tolist(), domain_b["image"].tolist()
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        rng = self.rng(index)
+        path_a, path_b = self.a[index % len(self.a)], self.b[rng.randrange(len(self.b))]
+        (image_a,) = self.augment([load_image(self.root / path_a)], rng)
+        (image_b,) = self.augment([load_image(self.root / path_b)], rng)
+        return {"A": to_tensor(image_a), "B": to_tensor(image_b), "A_path": path_a, "B_path": path_b}
+
+
+class PairedDataset(SeededDataset):
+    """Occluded image ``A``, its clean twin ``B`` and the occluder ``mask`` (1 = hidden), identically augmented."""
+
+    def __init__(self, root: Path, samples: pd.DataFrame, augment: Augment, seed: int = 0) -> None:
+        missing = [c for c in ("image", "clean") if c not in samples.columns or samples[c].isna().any()]
+        if missing or len(samples) == 0:
+            raise UnveilError("Paired training needs occluded samples with clean twins (the 'clean' column); "
+                              "prepare a manifest whose occluded recordings give ground_truth.")
+        self.root, self.rows, self.augment, self.seed = root, samples.reset_index(drop=True), augment, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        row = self.rows.iloc[index]
+        images = [load_image(self.root / row["image"]), load_image(self.root / row["clean"])]
+        has_mask = "mask" in row and isinstance(row["mask"], str)
+        if has_mask:
+            images.append(load_image(self.root / row["mask"], gray=True))
+        out = self.augment(images, self.rng(index))
+        item: dict[str, torch.Tensor | str] = {"A": to_tensor(out[0]), "B": to_tensor(out[1]), "A_path": row["image"]}
+        item["mask"] = to_tensor(out[2]) if has_mask else torch.zeros(1, *out[0].shape[:2])
+        return item
+
+
+class LabelledDataset(SeededDataset):
+    """Image and its label: a float vector of ``label_columns`` (AU intensities) or a class index when
+    ``classes`` is given (the column ``label_columns[0]`` holds class names)."""
+
+    def __init__(self, root: Path, samples: pd.DataFrame, label_columns: Sequence[str], augment: Augment,
+                 classes: Sequence[str] | None = None, seed: int = 0) -> None:
+        absent = [c for c in label_columns if c not in samples.columns]
+        if absent:
+            raise UnveilError(f"samples.parquet has no label column {', '.join(absent)}.")
+        self.root, self.rows, self.augment, self.seed = root, samples.reset_index(drop=True), augment, seed
+        self.columns, self.classes = list(label_columns), list(classes) if classes else None
+        if self.classes:
+            unknown = set(self.rows[self.columns[0]]) - set(self.classes)
+            if unknown:
+                raise UnveilError(f"Labels {sorted(unknown)} are not among the classes {self.classes}.")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        row = self.rows.iloc[index]
+        (image,) = self.augment([load_image(self.root / row["image"])], self.rng(index))
+        if self.classes:
+            label = torch.tensor(self.classes.index(row[self.columns[0]]), dtype=torch.long)
+        else:
+            label = torch.tensor(row[self.columns].to_numpy(dtype=np.float32))
+        return {"image": to_tensor(image), "label": label, "path": row["image"]}
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose order depends only on ``seed`` and the epoch (call ``dataset.set_epoch``).
+
+    Workers are not persistent, so each epoch's workers see the dataset's current epoch.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      worker_init_fn=_seed_worker, generator=generator, drop_last=drop_last,
+                      pin_memory=torch.cuda.is_available())
