@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import cv2
 import numpy as np
 
 from unveil.data.faces import first_call_quiet, quiet_native_logs
@@ -62,9 +63,13 @@ def face_recognition_models_dir() -> Path:
 
 
 class DlibLandmarker:
-    """dlib's HOG face detector + 68-point shape predictor (iBUG 300-W order, the order FACS.md uses)."""
+    """dlib's HOG face detector + 68-point shape predictor (iBUG 300-W order, the order FACS.md uses).
 
-    def __init__(self, upsample: int = 0) -> None:
+    The detector runs on a copy at most ``detect_width`` pixels wide (HOG cost grows with the area; faces in
+    talking-head video stay large enough); the landmarks are fitted at full resolution.
+    """
+
+    def __init__(self, upsample: int = 0, detect_width: int = 480) -> None:
         try:
             import dlib
         except ImportError:
@@ -75,15 +80,20 @@ class DlibLandmarker:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(model))
         self._dlib = dlib
-        self.upsample = upsample
+        self.upsample, self.detect_width = upsample, detect_width
 
     def __call__(self, image: np.ndarray) -> Landmarks:
         image = np.ascontiguousarray(image)
-        boxes, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        scale = min(1.0, self.detect_width / image.shape[1])
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        boxes, scores, _ = self._detector.run(small, self.upsample, 0.0)
         if not boxes:
             return Landmarks(None, 0.0)
         best = int(np.argmax(scores))
-        shape = self._predictor(image, boxes[best])
+        b = boxes[best]
+        box = self._dlib.rectangle(int(b.left() / scale), int(b.top() / scale), int(b.right() / scale),
+                                   int(b.bottom() / scale))
+        shape = self._predictor(image, box)
         points = np.array([[p.x, p.y] for p in shape.parts()], dtype=float)
         # HOG scores are unbounded margins; squash to (0, 1) so every backend reports a comparable confidence.
         return Landmarks(points, float(1 / (1 + np.exp(-2 * scores[best]))))

@@ -199,11 +199,13 @@ class FrameFolderWriter:
 
 
 def open_writer(path: str | os.PathLike[str], fps: float, *, gray: bool = False, lossless: bool = False,
-                crf: int = 18, preset: str = "veryfast") -> VideoWriter | FrameFolderWriter:
-    """A writer chosen by ``path``: a video file for a video suffix (.mp4, .mkv, ...), else a folder of PNGs."""
+                crf: int = 18, preset: str = "veryfast", audio_from: str | os.PathLike[str] | None = None
+                ) -> VideoWriter | FrameFolderWriter:
+    """A writer chosen by ``path``: a video file for a video suffix (.mp4, .mkv, ...), else a folder of PNGs
+    (which cannot carry ``audio_from``)."""
     if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
         return FrameFolderWriter(path, fps, gray=gray)
-    return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf, preset=preset)
+    return VideoWriter(path, fps, gray=gray, lossless=lossless, crf=crf, preset=preset, audio_from=audio_from)
 
 
 def _umask() -> int:
