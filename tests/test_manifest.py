@@ -68,3 +68,23 @@ def test_wrong_version(tmp_path: Path) -> None:
     path.write_text("version: 7\nrecordings: []\n")
     with pytest.raises(UnveilError, match="version 7"):
         load_manifest(path)
+
+
+def test_csv_manifest(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "list.csv").write_text(
+        "id,subject,session,condition,occluder,task,media,fps\n"
+        "r1,P01,1,normal,,emotion,a.mp4,30\n"
+        "r2,P01,1,occluded,semg,emotion,b.mp4,\n")
+    manifest = load_manifest(tmp_path / "list.csv")
+    assert [r.id for r in manifest.recordings] == ["r1", "r2"]
+    assert manifest.recordings[0].fps == 30.0 and manifest.recordings[1].occluder == "semg"
+    assert manifest.missing_files() == [f"r2: {tmp_path.resolve() / 'b.mp4'}"]
+    with pytest.raises(UnveilError, match="A file of the manifest is missing: r2: .*b.mp4"):
+        manifest.check_files()
+
+
+def test_csv_with_a_bad_condition(tmp_path: Path) -> None:
+    (tmp_path / "list.csv").write_text("id,subject,session,condition,task,media\nr1,P01,1,sleepy,emotion,a.mp4\n")
+    with pytest.raises(UnveilError, match="'recordings.0.condition' is invalid"):
+        load_manifest(tmp_path / "list.csv")

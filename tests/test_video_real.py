@@ -55,3 +55,11 @@ def test_reencoding_keeps_count_fps_duration_and_audio(shared_data: Path, tmp_pa
         sa, sb = a.streams.audio[0], b.streams.audio[0]
         assert sa.frames == sb.frames
         assert float(sa.duration * sa.time_base) == pytest.approx(float(sb.duration * sb.time_base), abs=1e-3)
+
+
+def test_only_selected_frames_are_returned(shared_data: Path) -> None:
+    path = shared_data / "videos" / "single_face.mp4"
+    every = {f.index: f for f in read_frames(path)}
+    chosen = list(read_frames(path, only={3, 40, 71}))
+    assert [f.index for f in chosen] == [3, 40, 71]
+    assert all(np.array_equal(f.image, every[f.index].image) and f.time == every[f.index].time for f in chosen)

@@ -89,15 +89,33 @@ class Manifest(BaseModel):
         """Subject ids in order of first appearance."""
         return list(dict.fromkeys(rec.subject for rec in self.recordings))
 
+    def missing_files(self) -> list[str]:
+        """Every media, ground-truth, mask or frame-table path of the manifest that does not exist."""
+        missing = []
+        for rec in self.recordings:
+            for value in (rec.media, rec.ground_truth, rec.mask, rec.frames):
+                path = self.resolve(value)
+                if path is not None and not path.exists():
+                    missing.append(f"{rec.id}: {path}")
+        return missing
+
+    def check_files(self) -> None:
+        """Raise one sentence naming the first missing file (and how many more are missing)."""
+        missing = self.missing_files()
+        if missing:
+            more = f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""
+            raise UnveilError(f"A file of the manifest is missing: {missing[0]}{more}.")
+
     def select(self, **criteria: str | int | None) -> list[Recording]:
         """Recordings whose fields equal every given criterion, e.g. ``select(subject="S01", task="emotion")``."""
         return [r for r in self.recordings if all(getattr(r, k) == v for k, v in criteria.items())]
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read and validate a manifest; relative paths in it resolve against its folder."""
+    """Read and validate a manifest (YAML, or CSV with one recording per row and the fields as columns);
+    relative paths in it resolve against its folder."""
     file = Path(path)
-    data = read_yaml_mapping(file)
+    data = _read_csv(file) if file.suffix.lower() == ".csv" else read_yaml_mapping(file)
     version = data.get("version", MANIFEST_VERSION)
     if version != MANIFEST_VERSION:
         raise UnveilError(f"{file} has manifest version {version}; this unveil reads version {MANIFEST_VERSION}.")
@@ -107,6 +125,19 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise UnveilError(describe_validation_error(exc, str(file))) from None
     manifest.root = file.parent.resolve()
     return manifest
+
+
+def _read_csv(file: Path) -> dict:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise UnveilError(f"The file {file} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise UnveilError(f"Cannot read {file} as CSV: {exc}.") from None
+    rows = [{k: v for k, v in row.items() if v != ""} for row in table.to_dict(orient="records")]
+    return {"name": file.stem, "recordings": rows}
 
 
 def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:

@@ -144,13 +144,14 @@ def prepare_recording(rec: Recording, root: Path, out: Path, config: PrepareConf
     folders = {kind: Path(tempfile.mkdtemp(prefix=f".tmp-{rec.id}-", dir=ensure_dir(out / "crops")))
                for kind in ("image", *extra)}
     rows, track = [], []
-    streams = [read_frames(media, fps=rec.fps)] + [read_frames(p, fps=rec.fps, gray=k == "mask")
-                                                   for k, p in extra.items()]
-    decoded = 0
+    only = None if tracker is not None else split  # a tracker must see every frame
+    streams = [read_frames(media, fps=rec.fps, only=only)] + [read_frames(p, fps=rec.fps, gray=k == "mask", only=split)
+                                                              for k, p in extra.items()]
+    extra_streams, seen = streams[1:], 0
     try:
-        for frames in zip(*streams, strict=False):
-            frame = frames[0]
-            decoded += 1
+        for frame in streams[0]:
+            seen += 1
+            frames = [frame] + ([next(s) for s in extra_streams] if frame.index in split else [])
             if tracker is not None:
                 tracked = tracker(frame.image)
                 box, found, confidence = tracked.box, tracked.face_found, tracked.confidence
@@ -172,8 +173,9 @@ def prepare_recording(rec: Recording, root: Path, out: Path, config: PrepareConf
                 suffix = "" if kind == "image" else f".{kind}"
                 row[kind] = f"crops/{rec.id}{suffix}/{name}"
             rows.append(row)
-        if decoded != info.n_frames:
-            raise UnveilError(f"{media} yielded {decoded} frames, but its container lists {info.n_frames}.")
+        expected = info.n_frames if only is None else len(split)
+        if seen != expected:
+            raise UnveilError(f"{media} yielded {seen} of the {expected} frames expected; is it truncated?")
         for kind, folder in folders.items():
             suffix = "" if kind == "image" else f".{kind}"
             _replace_dir(folder, out / "crops" / f"{rec.id}{suffix}")
@@ -186,7 +188,7 @@ def prepare_recording(rec: Recording, root: Path, out: Path, config: PrepareConf
         samples = samples.merge(labels, on="frame", how="left")
     track_table = pd.DataFrame(track, columns=["frame", "time", "face_found", "confidence",
                                                "box_x", "box_y", "box_w", "box_h"])
-    return samples, track_table, decoded
+    return samples, track_table, info.n_frames
 
 
 def _label_table(rec: Recording, root: Path) -> pd.DataFrame | None:
