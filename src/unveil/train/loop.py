@@ -1,0 +1,350 @@
+"""The training loop: CPU or CUDA, AMP on CUDA, data-parallel over processes started by ``torchrun`` (gloo on
+CPU, NCCL on GPUs), gradient accumulation, seeded; safetensors checkpoints every N epochs plus ``latest``
+(also every N iterations), exact resume; TensorBoard scalars, per-epoch sample grids and validation losses;
+a NaN or inf loss stops the run with the last good checkpoint kept.
+
+Data parallelism averages gradients across processes before every optimiser step (what DDP does), which
+also works with GANs' alternating, partly frozen networks. Each process takes every ``world``-th sample of
+one seeded permutation per epoch, so N processes with batch B see exactly the batches of one process with
+batch N x B.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import Field
+from torch.utils.data import DataLoader, Sampler
+
+from unveil.config import Config
+from unveil.data.datasets import Augment, UnpairedDataset, load_samples, select
+from unveil.errors import UnveilError
+from unveil.files import atomic_path, ensure_dir, write_text_atomic
+from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
+from unveil.progress import progress_bar
+from unveil.train.checkpoint import (flatten_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                     unflatten_state)
+
+LATEST = "latest.safetensors"
+
+
+class TrainConfig(Config):
+    """Options of ``unveil train cyclegan`` (schedule and data; the model's own are under ``model``)."""
+
+    method: Literal["cyclegan"] = "cyclegan"
+    model: CycleGANConfig = Field(default_factory=CycleGANConfig)
+    n_epochs: int = Field(default=15, ge=0, description="Epochs at the initial learning rate.")
+    n_epochs_decay: int = Field(default=15, ge=0, description="Epochs of decay to zero afterwards.")
+    lr_policy: Literal["linear", "step", "plateau", "cosine"] = "linear"
+    lr_decay_iters: int = Field(default=50, ge=1, description="Epochs between x0.1 steps (lr_policy step).")
+    batch_size: int = Field(default=1, ge=1, description="Images per step and process.")
+    accumulate: int = Field(default=1, ge=1, description="Batches whose gradients add up before a step.")
+    load_size: int = Field(default=286, ge=8)
+    crop_size: int = Field(default=256, ge=8)
+    flip: bool = True
+    num_workers: int = Field(default=0, ge=0, description="Data-loading processes per training process.")
+    seed: int = Field(default=0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=True, description="Mixed precision (float16) on CUDA; ignored on the CPU.")
+    save_epoch_freq: int = Field(default=5, ge=1)
+    save_latest_freq: int = Field(default=0, ge=0, description="Also save 'latest' every N iterations (0: off).")
+    n_samples: int = Field(default=4, ge=1, description="Validation images in the per-epoch sample grid.")
+    domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"})
+    domain_b: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"})
+    subjects: list[str] | None = None
+
+    @property
+    def total_epochs(self) -> int:
+        return self.n_epochs + self.n_epochs_decay
+
+
+@dataclass
+class TrainResult:
+    """Where the run is and what it did."""
+
+    run_dir: Path
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class EpochSampler(Sampler[int]):
+    """One seeded permutation per epoch; process ``rank`` of ``world`` takes every world-th index, starting
+    after ``skip`` of its own samples (to resume in the middle of an epoch)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        order += order[: (-len(order)) % world]  # pad so every process gets as many samples
+        self.indices = order[rank::world][skip:]
+
+    def __iter__(self):  # noqa: ANN204 - Sampler protocol
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when run directly."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    """The reference code's learning-rate policies, stepped once per epoch."""
+    if config.lr_policy == "linear":
+        def rule(epoch: int) -> float:  # epoch counts from 0; 1 - max(0, e + 1 - n_epochs) / (n_decay + 1)
+            return 1.0 - max(0, epoch + 1 - config.n_epochs) / float(config.n_epochs_decay + 1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+    if config.lr_policy == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_iters, gamma=0.1)
+    if config.lr_policy == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01,
+                                                          patience=5)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.n_epochs, 1), eta_min=0)
+
+
+class Trainer:
+    """Runs one training (one subject, or pooled) into ``run_dir``."""
+
+    def __init__(self, samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
+        if config.crop_size > config.load_size:
+            raise UnveilError(f"crop_size ({config.crop_size}) cannot exceed load_size ({config.load_size}).")
+        self.config = config
+        self.rank, self.world, local_rank = _world()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+        self.device = _device(config.device, local_rank)
+        self.run_dir = Path(run_dir)
+        self.main = self.rank == 0
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+
+        table, root = load_samples(samples)
+        if config.subjects:
+            table = table[table["subject"].isin(config.subjects)]
+        augment = Augment(config.load_size, config.crop_size, config.flip)
+        self.train_set = UnpairedDataset(root, select(table, config.domain_a, "train"),
+                                         select(table, config.domain_b, "train"), augment, seed=config.seed)
+        val_a, val_b = select(table, config.domain_a, "val"), select(table, config.domain_b, "val")
+        self.val_set = (UnpairedDataset(root, val_a, val_b, Augment(config.load_size, config.crop_size, train=False),
+                                        seed=config.seed) if len(val_a) and len(val_b) else None)
+
+        self.model = CycleGAN(config.model, seed=config.seed).to(self.device)
+        if self.world > 1:
+            for p in self.model.parameters():
+                dist.broadcast(p.data, 0)
+        self.optimizers = self.model.make_optimizers()
+        self.schedulers = {k: make_scheduler(o, config) for k, o in self.optimizers.items()}
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.epoch, self.batch = 1, 0  # next epoch (1-based) and next batch within it
+        self.history: list[dict[str, float]] = []
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
+        meta: dict[str, Any] = {"method": "cyclegan", "epoch": self.epoch, "batch": self.batch,
+                                "config": self.config.model_dump(mode="json"), "history": self.history}
+        meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
+        meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
+                              for k, s in self.schedulers.items()}
+        meta["scaler"] = flatten_state("scaler", self.scaler.state_dict(), tensors)
+        for name, pool in (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool)):
+            tensors.update({f"pool/{name}/{k}": v for k, v in pool.state().items()})
+        rng_tensors, rng_meta = rng_state()
+        tensors.update(rng_tensors)
+        meta["rng"] = rng_meta
+        return tensors, meta
+
+    def save(self, name: str) -> Path:
+        tensors, meta = self.state()
+        return save_checkpoint(self.run_dir / "checkpoints" / name, tensors, meta)
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path, device="cpu")
+        self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
+        for k, o in self.optimizers.items():
+            o.load_state_dict(unflatten_state(meta["optimizers"][k], tensors))
+        for k, s in self.schedulers.items():
+            s.load_state_dict(unflatten_state(meta["schedulers"][k], tensors))
+        self.scaler.load_state_dict(unflatten_state(meta["scaler"], tensors))
+        for name, pool in (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool)):
+            prefix = f"pool/{name}/"
+            pool.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, self.device)
+        set_rng_state(tensors, meta["rng"])
+        self.epoch, self.batch, self.history = meta["epoch"], meta["batch"], meta["history"]
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def _average_gradients(self) -> None:
+        if self.world == 1:
+            return
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= self.world
+
+    def step(self, batch: dict[str, torch.Tensor], update: bool) -> dict[str, float]:
+        """Forward and backward one batch; step the optimisers when ``update`` (the last of an accumulation)."""
+        model, accumulate = self.model, self.config.accumulate
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            set_requires_grad(model.discriminators, False)
+            g_total, parts, generated = model.generator_losses(batch)
+        self.scaler.scale(g_total / accumulate).backward()
+        set_requires_grad(model.discriminators, True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            d_parts = model.discriminator_losses(batch, generated)
+            d_total = d_parts["D_A"] + d_parts["D_B"]
+        self.scaler.scale(d_total / accumulate).backward()
+        losses = {k: float(v.detach()) for k, v in {**parts, **d_parts}.items()}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise UnveilError(f"The loss {bad[0]} became {losses[bad[0]]} at epoch {self.epoch}, batch {self.batch}; "
+                              f"training stopped, the last good checkpoint is in {self.run_dir / 'checkpoints'}.")
+        if update:
+            self._average_gradients()
+            for optimizer in self.optimizers.values():
+                self.scaler.step(optimizer)
+            self.scaler.update()
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+        return losses
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean generator losses (and the plain L1 change |G_A(a) - a|) over the validation split."""
+        if self.val_set is None:
+            return {}
+        self.model.eval()
+        sums: dict[str, float] = {}
+        loader = DataLoader(self.val_set, batch_size=self.config.batch_size, shuffle=False)
+        for batch in loader:
+            batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            total, parts, generated = self.model.generator_losses(batch)
+            parts = {**parts, "total": total, "change_A": (generated["fake_B"] - batch["A"]).abs().mean()}
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(batch["A"])
+        self.model.train()
+        return {f"val_{k}": v / len(self.val_set) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        """Rows of real A, G_A(A), G_B(G_A(A)), real B, G_B(B), G_A(G_B(B)) for fixed validation images."""
+        import torchvision
+
+        source = self.val_set or self.train_set
+        self.model.eval()
+        items = [source[i] for i in range(min(self.config.n_samples, len(source)))]
+        a = torch.stack([it["A"] for it in items]).to(self.device)
+        b = torch.stack([it["B"] for it in items]).to(self.device)
+        fake_b, fake_a = self.model.G_A(a), self.model.G_B(b)
+        rows = [a, fake_b, self.model.G_B(fake_b), b, fake_a, self.model.G_A(fake_a)]
+        self.model.train()
+        return torchvision.utils.make_grid(torch.cat(rows).float().cpu() * 0.5 + 0.5, nrow=len(items), padding=2)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
+        config = self.config
+        latest = self.run_dir / "checkpoints" / LATEST
+        if self.main:  # a killed run may leave a temporary file behind; it never looks like a checkpoint
+            for stale in (self.run_dir / "checkpoints").glob(".tmp-*"):
+                stale.unlink(missing_ok=True)
+        if resume and latest.is_file():
+            self.load(latest)
+        elif self.main:
+            ensure_dir(self.run_dir / "checkpoints")
+            write_text_atomic(self.run_dir / "config.yaml", config.to_yaml())
+        writer = None
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        per_epoch = math.ceil(len(self.train_set) / self.world / config.batch_size)
+        total = (config.total_epochs - self.epoch + 1) * per_epoch - self.batch
+        with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main) as advance:
+            while self.epoch <= config.total_epochs:
+                started = time.perf_counter()
+                sums: dict[str, float] = {}
+                self.train_set.set_epoch(self.epoch)
+                sampler = EpochSampler(len(self.train_set), config.seed, self.epoch, self.rank, self.world,
+                                       skip=self.batch * config.batch_size)
+                loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=sampler,
+                                    num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
+                for batch in loader:
+                    update = (self.batch + 1) % config.accumulate == 0 or self.batch + 1 == per_epoch
+                    losses = self.step(batch, update)
+                    for k, v in losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    self.batch += 1
+                    advance(1)
+                    if self.main and config.save_latest_freq and self.batch % config.save_latest_freq == 0 \
+                            and self.batch < per_epoch:
+                        self.save(LATEST)
+                steps = max(self.batch, 1)
+                record = {"epoch": float(self.epoch), **{k: v / steps for k, v in sums.items()},
+                          **self.validate(), "lr": self.optimizers["G"].param_groups[0]["lr"],
+                          "seconds": time.perf_counter() - started}
+                for k, s in self.schedulers.items():
+                    if config.lr_policy == "plateau":
+                        s.step(record.get("val_total", record.get("cycle_A", 0.0)))
+                    else:
+                        s.step()
+                self.history.append(record)
+                finished = self.epoch
+                self.epoch, self.batch = self.epoch + 1, 0
+                if self.main:
+                    self._log_epoch(writer, record, finished)
+                    if finished % config.save_epoch_freq == 0 or finished == config.total_epochs:
+                        self.save(f"epoch_{finished:03d}.safetensors")
+                    self.save(LATEST)
+        if writer is not None:
+            writer.close()
+        if self.world > 1:
+            dist.barrier()
+        return TrainResult(self.run_dir, config.total_epochs, self.history)
+
+    def _log_epoch(self, writer: Any, record: dict[str, float], epoch: int) -> None:
+        import torchvision
+
+        for k, v in record.items():
+            if k != "epoch":
+                writer.add_scalar(k, v, epoch)
+        grid = self.sample_grid()
+        writer.add_image("samples", grid, epoch)
+        with atomic_path(self.run_dir / "samples" / f"epoch_{epoch:03d}.png") as tmp:
+            torchvision.utils.save_image(grid, str(tmp))
+        history = self.run_dir / "history.csv"
+        keys = sorted({k for r in self.history for k in r})
+        with atomic_path(history) as tmp, tmp.open("w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=keys)
+            out.writeheader()
+            out.writerows(self.history)
+
+
+def train(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig | None = None,
+          *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``config.method`` on prepared ``samples`` into ``run_dir`` (see :class:`Trainer`)."""
+    return Trainer(samples, run_dir, config or TrainConfig()).fit(resume=resume, progress=progress)
