@@ -304,7 +304,12 @@ class Trainer:
                             and self.batch < per_epoch:
                         self.save(LATEST)
                 steps = max(self.batch, 1)
-                record = {"epoch": float(self.epoch), **{k: v / steps for k, v in sums.items()},
+                means = {k: v / steps for k, v in sorted(sums.items())}
+                if self.world > 1:  # the epoch's losses over all processes, not just this one's share
+                    values = torch.tensor(list(means.values()), dtype=torch.float64)
+                    dist.all_reduce(values)
+                    means = dict(zip(means, (values / self.world).tolist(), strict=True))
+                record = {"epoch": float(self.epoch), **means,
                           **self.validate(), "lr": self.optimizers["G"].param_groups[0]["lr"],
                           "seconds": time.perf_counter() - started}
                 for k, s in self.schedulers.items():

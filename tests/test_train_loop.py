@@ -1,0 +1,152 @@
+"""The training loop with a tiny CycleGAN: killed and resumed it ends exactly where an uninterrupted run ends;
+two processes with batch 1 follow the loss curve of one process with batch 2."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unveil.data.prepare import PrepareConfig, prepare
+from unveil.errors import UnveilError
+from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
+from unveil.synth import generate
+from unveil.train.checkpoint import load_checkpoint
+from unveil.train.loop import EpochSampler, TrainConfig, train
+
+from conftest import tiny_config
+
+TINY = dict(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=2, n_epochs_decay=1,
+            load_size=36, crop_size=32, batch_size=2, save_latest_freq=1, n_samples=2)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
+    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.5, load_size=36), workers=1,
+            progress=False)
+    return root / "prepared"
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_checkpoint(run / "checkpoints" / "latest.safetensors")
+    return {k: v for k, v in tensors.items() if k.startswith("net/")}
+
+
+def _script(samples: Path, run: Path, extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
+        from unveil.train.loop import TrainConfig, train
+        config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"{extra}), n_epochs=2,
+                             n_epochs_decay=1, load_size=36, crop_size=32, batch_size=2, save_latest_freq=1,
+                             n_samples=2)
+        train({str(samples)!r}, {str(run)!r}, config, resume=True, progress=False)
+    """)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(samples: Path, tmp_path: Path) -> None:
+    reference = train(samples, tmp_path / "reference", TrainConfig(**TINY), progress=False)
+    assert [int(h["epoch"]) for h in reference.history] == [1, 2, 3]
+
+    run = tmp_path / "killed"
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", _script(samples, run)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    latest = run / "checkpoints" / "latest.safetensors"
+    while not latest.exists() and process.poll() is None and time.perf_counter() - started < 300:
+        time.sleep(0.05)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 2.0))  # a random moment of the training
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    for checkpoint in (run / "checkpoints").glob("*.safetensors"):
+        if not checkpoint.name.startswith(".tmp-"):
+            load_checkpoint(checkpoint)  # every visible checkpoint is complete
+    resumed = train(samples, run, TrainConfig(**TINY), resume=True, progress=False)
+    assert [int(h["epoch"]) for h in resumed.history] == [1, 2, 3]
+    expected, actual = _weights(tmp_path / "reference"), _weights(run)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    assert time.perf_counter() - started < 600
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_process_with_double_batch(samples: Path, tmp_path: Path) -> None:
+    single = train(samples, tmp_path / "single", TrainConfig(**{**TINY, "model": CycleGANConfig(
+        ngf=4, ndf=4, netG="resnet_6blocks", pool_size=0)}), progress=False)
+    script = tmp_path / "ddp.py"
+    script.write_text(_script(samples, tmp_path / "ddp", ", pool_size=0").replace("batch_size=2", "batch_size=1"))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    _, meta = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "latest.safetensors")
+    keys = ("G_A", "G_B", "cycle_A", "cycle_B", "D_A", "D_B", "val_total")
+    gaps = [{k: abs(two[k] - one[k]) / abs(one[k]) for k in keys}
+            for one, two in zip(single.history, meta["history"], strict=True)]
+    print("relative gaps per epoch:", gaps)
+    # Gradients agree to float precision (test below); over many steps float noise compounds through the
+    # adversarial game, so the tolerance grows with the epochs and is wider for the adversarial terms.
+    assert max(gaps[0].values()) < 0.02, gaps[0]
+    for epoch in gaps:
+        assert max(epoch[k] for k in ("cycle_A", "cycle_B", "val_total")) < 0.03, epoch
+        assert max(epoch[k] for k in ("G_A", "G_B", "D_A", "D_B")) < 0.2, epoch
+
+
+def test_half_batch_gradients_average_to_the_full_batch_gradient() -> None:
+    """What the loop does across processes (average the gradients of the halves) equals one process with
+    the whole batch, weight by weight, to float precision."""
+    torch.manual_seed(0)
+    model = CycleGAN(CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks", pool_size=0))
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+
+    def gradients(batch: dict) -> dict:
+        model.zero_grad(set_to_none=True)
+        set_requires_grad(model.discriminators, False)
+        total, _, generated = model.generator_losses(batch)
+        total.backward()
+        set_requires_grad(model.discriminators, True)
+        losses = model.discriminator_losses(batch, generated)
+        (losses["D_A"] + losses["D_B"]).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    whole = gradients({"A": a, "B": b})
+    halves = [gradients({"A": a[i:i + 1], "B": b[i:i + 1]}) for i in range(2)]
+    for name, grad in whole.items():
+        if name.endswith("bias"):
+            continue  # biases right before instance norm have zero gradient in exact arithmetic: noise only
+        averaged = (halves[0][name] + halves[1][name]) / 2
+        assert (averaged - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+
+
+def test_sampler_splits_one_permutation_between_processes() -> None:
+    whole = EpochSampler(10, seed=3, epoch=2).indices
+    parts = [EpochSampler(10, seed=3, epoch=2, rank=r, world=2).indices for r in range(2)]
+    assert sorted(parts[0] + parts[1]) == sorted(whole)
+    assert [whole[2 * i + r] for i in range(5) for r in range(2)] == [p[i] for i in range(5) for p in parts]
+    assert EpochSampler(10, 3, 2, skip=4).indices == whole[4:]
+    assert EpochSampler(10, 3, 3).indices != whole
+
+
+def test_nan_loss_stops_with_a_clear_message(samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unveil.methods import cyclegan
+
+    original = cyclegan.CycleGAN.generator_losses
+
+    def poisoned(self, batch):  # noqa: ANN001, ANN202
+        total, parts, generated = original(self, batch)
+        parts["cycle_A"] = parts["cycle_A"] * float("nan")
+        return total * float("nan"), parts, generated
+
+    monkeypatch.setattr(cyclegan.CycleGAN, "generator_losses", poisoned)
+    with pytest.raises(UnveilError, match="The loss cycle_A became nan at epoch 1, batch 0"):
+        train(samples, tmp_path / "nan", TrainConfig(**TINY), progress=False)
