@@ -183,6 +183,94 @@ def occlude(
         typer.echo(f"{kind}: {path}")
 
 
+train_app = typer.Typer(help="Train a method on prepared samples (see 'unveil prepare').", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("cyclegan")
+def train_cyclegan(
+    samples: Annotated[Path, typer.Option(help="Folder with samples.parquet (from 'unveil prepare').")],
+    run: Annotated[Path, typer.Option(help="Run folder: config.yaml, checkpoints/, tensorboard/, samples/.")],
+    per_subject: Annotated[bool, typer.Option("--per-subject/--pooled",
+                                              help="One model per subject (seed 000) or one for all.")] = True,
+    subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="'paper': seed 000's schedule (lr 3e-4, 15 + 15 epochs, 286 -> 256).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any TrainConfig option (model: ... nested).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay afterwards.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (and process).")] = None,
+    load_size: Annotated[Optional[int], typer.Option(help="Resize to this before cropping.")] = None,
+    crop_size: Annotated[Optional[int], typer.Option(help="Training crop size.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from run/checkpoints/latest.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """CycleGAN from occluded (domain A) to normal (domain B) frames; G_A is the restorer. Several GPUs:
+    torchrun --nproc_per_node N -m unveil train cyclegan ..."""
+    from unveil.config import read_yaml_mapping, validate_config
+    from unveil.methods.cyclegan import PAPER_PRESET
+    from unveil.train.loop import TrainConfig, train, train_per_subject
+
+    options: dict = {}
+    if preset == "paper":
+        options = {**PAPER_PRESET["schedule"], "model": dict(PAPER_PRESET["model"]),
+                   **{k: PAPER_PRESET["data"][k] for k in ("load_size", "crop_size", "flip", "batch_size")}}
+    elif preset is not None:
+        raise UnveilError(f"Unknown preset '{preset}'; the only preset is 'paper'.")
+    if config is not None:
+        options.update(read_yaml_mapping(config))
+    flags = {"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
+             "load_size": load_size, "crop_size": crop_size, "device": device}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
+    if per_subject:
+        results = train_per_subject(samples, run, cfg, subject, resume=resume, progress=not quiet)
+    else:
+        cfg = cfg.model_copy(update={"subjects": subject}) if subject else cfg
+        results = {"pooled": train(samples, run, cfg, resume=resume, progress=not quiet)}
+    for name, result in results.items():
+        last = result.history[-1] if result.history else {}
+        summary = ", ".join(f"{k} {last[k]:.3f}" for k in ("cycle_A", "val_total") if k in last)
+        typer.echo(f"{name}: {result.epochs} epochs ({summary}) -> {result.run_dir / 'checkpoints'}")
+
+
+@app.command()
+def restore(
+    checkpoint: Annotated[Path, typer.Argument(help="A cyclegan checkpoint (run/checkpoints/*.safetensors).")],
+    source: Annotated[Path, typer.Argument(help="An image, a folder of images or a video.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output image, folder or video (.mp4).")],
+    crop: Annotated[str, typer.Option(help="fixed (one box), track (a box per frame) or none (centred square).")]
+        = "fixed",
+    box: Annotated[Optional[str], typer.Option(help="Fixed face box 'x,y,width,height' in pixels.")] = None,
+    composite: Annotated[str, typer.Option(
+        help="none: paste the restored face; mask: use it only where --mask marks the occluder; difference: "
+             "only where the restorer changed the face markedly (visible pixels stay exact).")] = "none",
+    mask: Annotated[Optional[Path], typer.Option(help="Occluder mask of the same frames (255 = hidden).")] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and output next to each other.")]
+        = False,
+    batch_size: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Remove the obstruction from every frame with a trained restorer; videos keep frame count, fps and audio."""
+    from unveil.restore import restore as run_restore
+
+    parsed = None
+    if box is not None:
+        try:
+            parsed = tuple(float(v) for v in box.split(","))
+        except ValueError:
+            parsed = ()
+        if len(parsed) != 4:
+            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.")
+    if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference"):
+        raise UnveilError(f"Unknown --crop '{crop}' or --composite '{composite}'; see 'unveil restore --help'.")
+    result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
+                         side_by_side=side_by_side, batch_size=batch_size, device=device, progress=not quiet)
+    typer.echo(f"{result.frames} frames restored -> {result.output}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),

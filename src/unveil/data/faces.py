@@ -83,15 +83,11 @@ def quiet_native_logs() -> Iterator[None]:
             os.close(saved)
 
 
-def first_call_quiet(owner: object, function, *args):  # noqa: ANN001, ANN201 - thin wrapper
-    """Call ``function``; the first time for ``owner``, with native logging silenced (mediapipe prints its
-    TFLite set-up warnings at the first inference, not at construction)."""
-    if getattr(owner, "_warmed_up", False):
-        return function(*args)
+def call_quietly(function, *args):  # noqa: ANN001, ANN201 - thin wrapper
+    """Call ``function`` with native stderr silenced: mediapipe/TFLite print set-up notices from C++ at
+    unpredictable calls (two dup2 calls, a few microseconds). Failures still raise."""
     with quiet_native_logs():
-        result = function(*args)
-    owner._warmed_up = True  # type: ignore[attr-defined]
-    return result
+        return function(*args)
 
 
 class MediapipeFaceDetector:
@@ -110,7 +106,7 @@ class MediapipeFaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
-        result = first_call_quiet(self, self._detector.process, np.ascontiguousarray(image))
+        result = call_quietly(self._detector.process, np.ascontiguousarray(image))
         found = []
         for det in result.detections or []:
             rel = det.location_data.relative_bounding_box

@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from unveil.data.faces import first_call_quiet, quiet_native_logs
+from unveil.data.faces import call_quietly, quiet_native_logs
 from unveil.errors import UnveilError
 
 #: Mesh vertex closest on average to each iBUG-68 point. Derived here, not copied: dlib's 68 points and the
@@ -116,7 +116,7 @@ class MeshLandmarker:
 
     def __call__(self, image: np.ndarray) -> Landmarks:
         h, w = image.shape[:2]
-        result = first_call_quiet(self, self._mesh.process, np.ascontiguousarray(image))
+        result = call_quietly(self._mesh.process, np.ascontiguousarray(image))
         if not result.multi_face_landmarks:
             return Landmarks(None, 0.0)
         mesh = np.array([[p.x * w, p.y * h, p.z * w] for p in result.multi_face_landmarks[0].landmark])

@@ -353,3 +353,19 @@ def train(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], conf
           *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``config.method`` on prepared ``samples`` into ``run_dir`` (see :class:`Trainer`)."""
     return Trainer(samples, run_dir, config or TrainConfig()).fit(resume=resume, progress=progress)
+
+
+def train_per_subject(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig,
+                      subjects: list[str] | None = None, *, resume: bool = False, progress: bool = True
+                      ) -> dict[str, TrainResult]:
+    """One model per subject (seed 000's choice), each in ``run_dir/<subject>``. ``subjects`` picks some, so
+    that several GPUs or cluster array jobs can each take a share."""
+    table, _ = load_samples(samples)
+    available = list(dict.fromkeys(table["subject"]))
+    chosen = subjects or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise UnveilError(f"samples.parquet has no subject {', '.join(unknown)}; it has {', '.join(available)}.")
+    return {subject: train(samples, Path(run_dir) / subject, config.model_copy(update={"subjects": [subject]}),
+                           resume=resume, progress=progress)
+            for subject in chosen}

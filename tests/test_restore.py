@@ -1,0 +1,79 @@
+"""`unveil restore` with a small trained CycleGAN: videos keep frame count, rate, duration and audio;
+compositing keeps visible pixels bit for bit; untrusted checkpoints are refused."""
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from unveil.data.prepare import PrepareConfig, prepare
+from unveil.data.video import probe, read_frames
+from unveil.methods.cyclegan import CycleGANConfig
+from unveil.restore import restore
+from unveil.synth import generate
+from unveil.train.loop import TrainConfig, train
+
+from conftest import tiny_config
+from test_cli import unveil
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("restore")
+    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
+    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.3, load_size=36), workers=1,
+            progress=False)
+    config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=1, n_epochs_decay=0,
+                         load_size=36, crop_size=32, batch_size=4)
+    train(root / "prepared", root / "run", config, progress=False)
+    return root / "run" / "checkpoints" / "latest.safetensors"
+
+
+def test_real_video_keeps_frames_fps_duration_and_audio(shared_data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    source = shared_data / "videos" / "talking_4.mp4"
+    result = restore(checkpoint, source, tmp_path / "restored.mp4", crop="track", progress=False)
+    a, b = probe(source), probe(result.output)
+    assert (b.n_frames, b.fps, b.duration, b.has_audio) == (a.n_frames, a.fps, a.duration, a.has_audio)
+    assert (b.width, b.height) == (a.width, a.height) and result.frames == a.n_frames
+
+
+def test_side_by_side_doubles_the_width(shared_data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    source = shared_data / "videos" / "single_face.mp4"
+    result = restore(checkpoint, source, tmp_path / "both.mp4", side_by_side=True, progress=False)
+    a, b = probe(source), probe(result.output)
+    assert (b.width, b.height, b.n_frames) == (2 * a.width, a.height, a.n_frames)
+
+
+def test_mask_compositing_keeps_visible_pixels_exactly(checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    hidden = np.zeros((80, 96), np.uint8)
+    hidden[30:50, 40:60] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    result = restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite="mask",
+                     mask=tmp_path / "mask.png", progress=False)
+    restored = cv2.cvtColor(cv2.imread(str(result.output)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(restored[hidden == 0], image[hidden == 0])
+    assert np.any(restored[hidden > 0] != image[hidden > 0])
+    plain = restore(checkpoint, tmp_path / "in.png", tmp_path / "plain.png", crop="none", progress=False)
+    assert np.any(cv2.imread(str(plain.output))[hidden == 0] != cv2.imread(str(tmp_path / "in.png"))[hidden == 0])
+
+
+def test_cli_refuses_a_pickle(tmp_path: Path) -> None:
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(pickle.dumps({"weights": 1}))
+    (tmp_path / "in.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    result = unveil("restore", str(evil), str(tmp_path / "in.png"), "--out", str(tmp_path / "out.png"))
+    assert result.returncode == 2 and "never unpickles" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_folder_of_images(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((40, 40, 3), 60 * i, np.uint8))
+    result = restore(checkpoint, folder, tmp_path / "out", crop="none", batch_size=2, progress=False)
+    assert len(list(read_frames(result.output))) == 3
