@@ -1,0 +1,1 @@
+"""Evaluation protocols: scores of restored media against ground truth or against normal recordings."""
