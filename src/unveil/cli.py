@@ -29,6 +29,34 @@ app = typer.Typer(
 )
 
 
+def _options(model: type, config: Path | None, overrides: dict) -> object:
+    """A config from a YAML file (flags override it) or from the flags alone; one sentence when invalid."""
+    from unveil.config import validate_config
+
+    if config is not None:
+        return model.from_yaml(config, **overrides)  # type: ignore[attr-defined]
+    return validate_config(model, {k: v for k, v in overrides.items() if v is not None},
+                           source="the command-line options")
+
+
+def _box(text: str | None) -> tuple[float, float, float, float] | None:
+    """Parse --box 'x,y,width,height'."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{text}'.")
+    return values  # type: ignore[return-value]
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise UnveilError(f"--workers must be at least 1, not {workers}.")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"unveil {__version__}")
@@ -68,17 +96,11 @@ def synth(
     """Write the synthetic benchmark: faces with known Action Units, landmarks and occluders, with the hidden
     clean frames of every occluded recording, per-frame tables and a manifest."""
     from unveil.synth import SynthConfig, check_output_folder, generate, write_preview
-    from unveil.config import validate_config
 
-    overrides = {"subjects": subjects, "size": size, "fps": fps, "seed": seed, "sessions": sessions,
-                 "tasks": task, "occluders": occluder, "format": format}
-    if config is not None:
-        cfg = SynthConfig.from_yaml(config, **overrides)
-    else:
-        cfg = validate_config(SynthConfig, {k: v for k, v in overrides.items() if v is not None},
-                              source="the command-line options")
-    if workers is not None and workers < 1:
-        raise UnveilError(f"--workers must be at least 1, not {workers}.")
+    cfg = _options(SynthConfig, config, {"subjects": subjects, "size": size, "fps": fps, "seed": seed,
+                                         "sessions": sessions, "tasks": task, "occluders": occluder,
+                                         "format": format})
+    _check_workers(workers)
     folder = check_output_folder(out)
     if preview:
         path = write_preview(cfg, folder / "preview.png")
@@ -117,28 +139,14 @@ def prepare(
 ) -> None:
     """Crop the faces of sampled frames of every recording in a manifest and write samples.parquet (the
     frames, their split, crop boxes and labels) for training."""
-    from unveil.config import validate_config
     from unveil.data.manifest import load_manifest
     from unveil.data.prepare import PrepareConfig, prepare as run_prepare
 
-    parsed_box = None
-    if box is not None:
-        try:
-            parsed_box = tuple(float(v) for v in box.split(","))
-        except ValueError:
-            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.") from None
-        if len(parsed_box) != 4:
-            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.")
-    overrides = {"crop": crop, "box": parsed_box, "load_size": load_size, "fraction": fraction,
-                 "sampling": sampling, "val_fraction": val_fraction, "no_face": no_face, "detector": detector,
-                 "subjects": subject, "seed": seed}
-    if config is not None:
-        cfg = PrepareConfig.from_yaml(config, **overrides)
-    else:
-        cfg = validate_config(PrepareConfig, {k: v for k, v in overrides.items() if v is not None},
-                              source="the command-line options")
-    if workers is not None and workers < 1:
-        raise UnveilError(f"--workers must be at least 1, not {workers}.")
+    cfg = _options(PrepareConfig, config, {"crop": crop, "box": _box(box), "load_size": load_size,
+                                           "fraction": fraction, "sampling": sampling, "val_fraction": val_fraction,
+                                           "no_face": no_face, "detector": detector, "subjects": subject,
+                                           "seed": seed})
+    _check_workers(workers)
     start = time.perf_counter()
     result = run_prepare(load_manifest(manifest), out, cfg, workers=workers, progress=not quiet)
     seconds = time.perf_counter() - start
@@ -256,14 +264,7 @@ def restore(
     """Remove the obstruction from every frame with a trained restorer; videos keep frame count, fps and audio."""
     from unveil.restore import restore as run_restore
 
-    parsed = None
-    if box is not None:
-        try:
-            parsed = tuple(float(v) for v in box.split(","))
-        except ValueError:
-            parsed = ()
-        if len(parsed) != 4:
-            raise UnveilError(f"--box must be four numbers 'x,y,width,height', not '{box}'.")
+    parsed = _box(box)
     if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference"):
         raise UnveilError(f"Unknown --crop '{crop}' or --composite '{composite}'; see 'unveil restore --help'.")
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from unveil.data.faces import Box, CropTransform, FaceTracker, estimate_fixed_box, make_detector
-from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_frames
+from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_media
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir
 from unveil.methods.cyclegan import CycleGAN, CycleGANConfig
@@ -72,17 +72,6 @@ def occlusion_from_difference(crop: np.ndarray, restored: np.ndarray, threshold:
     return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(grow / 2, 0.5)) * (mask > 0)
 
 
-def _frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UnveilError(f"Cannot read the image {path}.")
-        yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return
-    for frame in read_frames(path):
-        yield frame.index, frame.image
-
-
 @dataclass
 class RestoreResult:
     """What was written and how much the compositing kept of the input."""
@@ -118,14 +107,14 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
     restorer = load_restorer(checkpoint, device)
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
-    masks = iter(read_frames(mask, gray=True)) if mask is not None else None
+    masks = iter(read_media(mask, gray=True)) if mask is not None else None
 
     tracker = None
     fixed: Box | None = Box(*box) if box else None
     if crop == "track":
         tracker = FaceTracker(make_detector(), no_face="hold")
     elif crop == "fixed" and fixed is None:
-        fixed = estimate_fixed_box((im for _, im in _frames(src)), make_detector())
+        fixed = estimate_fixed_box((f.image for f in read_media(src)), make_detector())
 
     ensure_dir(target.parent)
     writer = None
@@ -150,7 +139,7 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
     n = info.n_frames if info is not None else 1
     with progress_bar(n, f"restore {src.name}", progress and n > 1) as advance, \
             (writer if writer is not None else contextlib.nullcontext()):
-        for _, image in _frames(src):
+        for image in (f.image for f in read_media(src)):
             if tracker is not None:
                 tracked = tracker(image)
                 frame_box = tracked.box or Box(0, 0, *image.shape[1::-1]).square()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from unveil.data.landmarks import Landmarker, make_landmarker
-from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_frames
+from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_media
 from unveil.errors import UnveilError
 from unveil.facs import landmark_columns
 from unveil.files import atomic_path, ensure_dir
@@ -205,17 +205,6 @@ class RealFaceOccluder:
         return occluded, mask
 
 
-def _frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UnveilError(f"Cannot read the image {path}.")
-        yield 0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return
-    for frame in read_frames(path):
-        yield frame.index, frame.image
-
-
 def occlude_media(source: str | os.PathLike[str], out: str | os.PathLike[str], occluders: Sequence[str], *,
                   templates: str | os.PathLike[str] | None = None, mask_style: str = "surgical",
                   landmarks: str = "dlib68", fmt: str = "auto", seed: int = 0, progress: bool = True
@@ -261,7 +250,7 @@ def occlude_media(source: str | os.PathLike[str], out: str | os.PathLike[str], o
             contextlib.ExitStack() as stack:
         for writer in writers.values():
             stack.enter_context(writer)
-        for index, image in _frames(path):
+        for index, image in ((f.index, f.image) for f in read_media(path)):
             found = finder(image)
             occluded, mask = draw(image, found.points, index)
             if single_image:

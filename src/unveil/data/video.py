@@ -330,6 +330,18 @@ def _open(file: Path) -> Iterator[av.container.InputContainer]:
         yield container
 
 
+def read_media(path: str | os.PathLike[str], gray: bool = False) -> Iterator[Frame]:
+    """Frames of a single image file, a folder of images or a video, alike (an image is one frame at t=0)."""
+    file = Path(path)
+    if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        if image is None:
+            raise UnveilError(f"Cannot read the image {file}.")
+        yield Frame(0, 0.0, image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        return
+    yield from read_frames(file, gray=gray)
+
+
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 

@@ -10,7 +10,7 @@ sensor noise pointwise, so an occluded frame and its hidden clean frame agree ex
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -269,24 +269,36 @@ def _draw_eyes(img: np.ndarray, identity: Identity, lm: np.ndarray, skin: np.nda
     for eye in (lm[36:42], lm[42:48]):
         width = float(np.linalg.norm(eye[3] - eye[0]))
         _line(img, eye[[0, 1, 2, 3]] - [0, 0.035 * s], skin * 0.75, max(0.015 * s, 1.0))  # lid crease
-        x0, y0 = np.maximum(np.floor(eye.min(axis=0)).astype(int) - 2, 0)
-        x1, y1 = np.minimum(np.ceil(eye.max(axis=0)).astype(int) + 3, [img.shape[1], img.shape[0]])
-        if x1 > x0 and y1 > y0:
-            roi = img[y0:y1, x0:x1]
-            local = eye - [x0, y0]
-            opening = np.zeros(roi.shape[:2], np.uint8)
-            cv2.fillPoly(opening, [_px(local)], 255, cv2.LINE_AA, _SHIFT)
-            layer = np.empty_like(roi)
-            layer[:] = (236, 232, 226)
+
+        def iris(layer: np.ndarray, local: np.ndarray, width: float = width) -> None:
             centre = local.mean(axis=0) + np.array(gaze) * width * [0.18, 0.12]
             _ellipse(layer, centre, (0.2 * width, 0.2 * width), 0, identity.iris)
             _ellipse(layer, centre, (0.085 * width, 0.085 * width), 0, (12, 10, 10))
             _ellipse(layer, centre + [-0.06 * width, -0.06 * width], (0.03 * width, 0.03 * width), 0,
                      (250, 250, 250))
-            a = opening.astype(np.float32)[..., None] / 255.0
-            roi[:] = (a * layer + (1 - a) * roi).astype(np.uint8)
+
+        _fill_opening(img, eye, (236, 232, 226), iris)
         _line(img, eye[[0, 1, 2, 3]], lash, max(0.022 * s, 1.0))
         _line(img, eye[[3, 4, 5, 0]], skin * 0.6, max(0.01 * s, 1.0))
+
+
+def _fill_opening(img: np.ndarray, outline: np.ndarray, background: Sequence[float],
+                  draw: Callable[[np.ndarray, np.ndarray], None]) -> None:
+    """Fill the polygon ``outline`` (an eye or the open mouth) with ``background`` plus what ``draw(layer,
+    local_outline)`` paints (iris, teeth), clipped to the polygon with an anti-aliased edge."""
+    x0, y0 = np.maximum(np.floor(outline.min(axis=0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(outline.max(axis=0)).astype(int) + 3, [img.shape[1], img.shape[0]])
+    if x1 <= x0 or y1 <= y0:
+        return
+    roi = img[y0:y1, x0:x1]
+    local = outline - [x0, y0]
+    opening = np.zeros(roi.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [_px(local)], 255, cv2.LINE_AA, _SHIFT)
+    layer = np.empty_like(roi)
+    layer[:] = background
+    draw(layer, local)
+    a = opening.astype(np.float32)[..., None] / 255.0
+    roi[:] = (a * layer + (1 - a) * roi).astype(np.uint8)
 
 
 def _draw_mouth(img: np.ndarray, identity: Identity, lm: np.ndarray, s: float, au: dict[int, float]) -> None:
@@ -295,23 +307,15 @@ def _draw_mouth(img: np.ndarray, identity: Identity, lm: np.ndarray, s: float, a
     inner = lm[60:68]
     gap = float(np.mean(lm[[67, 66, 65], 1] - lm[[61, 62, 63], 1]))
     if gap > 0.004 * s:
-        x0, y0 = np.maximum(np.floor(inner.min(axis=0)).astype(int) - 1, 0)
-        x1, y1 = np.minimum(np.ceil(inner.max(axis=0)).astype(int) + 2, [img.shape[1], img.shape[0]])
-        if x1 > x0 and y1 > y0:
-            roi = img[y0:y1, x0:x1]
-            local = inner - [x0, y0]
-            opening = np.zeros(roi.shape[:2], np.uint8)
-            cv2.fillPoly(opening, [_px(local)], 255, cv2.LINE_AA, _SHIFT)
-            layer = np.empty_like(roi)
-            layer[:] = (70, 22, 28)
-            teeth = (238, 234, 222)
+        def teeth(layer: np.ndarray, local: np.ndarray) -> None:
+            white = (238, 234, 222)
             upper = local[[0, 1, 2, 3, 4]]
-            _poly(layer, np.concatenate([upper, upper[::-1] + [0, 0.06 * s]]), teeth)
+            _poly(layer, np.concatenate([upper, upper[::-1] + [0, 0.06 * s]]), white)
             if au.get(16, 0) + au.get(26, 0) > 0.3:
                 lower = local[[4, 5, 6, 7, 0]]
-                _poly(layer, np.concatenate([lower, lower[::-1] - [0, 0.045 * s]]), teeth)
-            a = opening.astype(np.float32)[..., None] / 255.0
-            roi[:] = (a * layer + (1 - a) * roi).astype(np.uint8)
+                _poly(layer, np.concatenate([lower, lower[::-1] - [0, 0.045 * s]]), white)
+
+        _fill_opening(img, inner, (70, 22, 28), teeth)
     _line(img, inner[[0, 1, 2, 3, 4]], lips * 0.5, max(0.012 * s, 1.0))
     _blend_ellipse(img, (lm[57] + lm[66]) / 2, (0.06 * s, 0.015 * s), 0, np.minimum(lips * 1.3, 255), 0.35)
 
