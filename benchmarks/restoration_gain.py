@@ -28,8 +28,8 @@ def main() -> None:
     base_l1, base_psnr = means["l1_mask_input"], means["psnr_input"]
     for name in ("input", "restored", "composite_mask", "composite_estimated"):
         m_l1, m_psnr = means[f"l1_mask_{name}"], means[f"psnr_{name}"]
-        print(f"{name:22s} {m_l1:10.4f} {m_psnr:8.2f}   L1 {100 * (1 - m_l1 / base_l1):+6.1f} %, "
-              f"PSNR {m_psnr - base_psnr:+5.2f} dB vs input")
+        print(f"{name:22s} {m_l1:10.4f} {m_psnr:8.2f}   L1 in mask {100 * (m_l1 / base_l1 - 1):+6.1f} %, "
+              f"PSNR {m_psnr - base_psnr:+5.2f} dB against the input")
 
 
 if __name__ == "__main__":

@@ -150,3 +150,23 @@ def test_nan_loss_stops_with_a_clear_message(samples: Path, tmp_path: Path, monk
     monkeypatch.setattr(cyclegan.CycleGAN, "generator_losses", poisoned)
     with pytest.raises(UnveilError, match="The loss cycle_A became nan at epoch 1, batch 0"):
         train(samples, tmp_path / "nan", TrainConfig(**TINY), progress=False)
+
+
+def test_cli_trains_from_a_manifest(tmp_path: Path) -> None:
+    from test_cli import unveil
+
+    manifest = generate(tiny_config(size=64, format="png"), tmp_path / "bench", workers=1, progress=False)
+    (tmp_path / "prep.yaml").write_text("crop: none\nfraction: 0.3\nload_size: 36\n")
+    (tmp_path / "train.yaml").write_text("model: {ngf: 4, ndf: 4, netG: resnet_6blocks}\nn_epochs: 1\n"
+                                         "n_epochs_decay: 0\nload_size: 36\ncrop_size: 32\nbatch_size: 4\n")
+    result = unveil("train", "cyclegan", "--manifest", str(tmp_path / "bench" / "manifest.yaml"), "--run",
+                    str(tmp_path / "run"), "--prepare-config", str(tmp_path / "prep.yaml"), "--config",
+                    str(tmp_path / "train.yaml"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "S01: 1 epochs" in result.stdout
+    assert (tmp_path / "run" / "prepared" / "samples.parquet").is_file()
+    assert (tmp_path / "run" / "S01" / "checkpoints" / "epoch_001.safetensors").is_file()
+    assert (tmp_path / "run" / "S01" / "samples" / "epoch_001.png").is_file()
+    del manifest
+    missing = unveil("train", "cyclegan", "--run", str(tmp_path / "r2"))
+    assert missing.returncode == 2 and "Give --samples" in missing.stderr

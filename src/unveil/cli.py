@@ -197,8 +197,13 @@ app.add_typer(train_app, name="train")
 
 @train_app.command("cyclegan")
 def train_cyclegan(
-    samples: Annotated[Path, typer.Option(help="Folder with samples.parquet (from 'unveil prepare').")],
     run: Annotated[Path, typer.Option(help="Run folder: config.yaml, checkpoints/, tensorboard/, samples/.")],
+    samples: Annotated[Optional[Path], typer.Option(
+        help="Folder with samples.parquet (from 'unveil prepare').")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="Instead of --samples: a manifest, prepared first into RUN/prepared with seed 000's defaults "
+             "(or --prepare-config).")] = None,
+    prepare_config: Annotated[Optional[Path], typer.Option(help="YAML of 'unveil prepare' options.")] = None,
     per_subject: Annotated[bool, typer.Option("--per-subject/--pooled",
                                               help="One model per subject (seed 000) or one for all.")] = True,
     subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
@@ -232,6 +237,20 @@ def train_cyclegan(
              "load_size": load_size, "crop_size": crop_size, "device": device}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
+    if samples is None and manifest is None:
+        raise UnveilError("Give --samples (a folder prepared by 'unveil prepare') or --manifest (prepared first).")
+    if samples is not None and manifest is not None:
+        raise UnveilError("Give --samples or --manifest, not both.")
+    if manifest is not None:
+        from unveil.data.manifest import load_manifest
+        from unveil.data.prepare import PrepareConfig, prepare as run_prepare
+
+        samples = run / "prepared"
+        if not (samples / "samples.parquet").is_file():
+            prepare_cfg = PrepareConfig.from_yaml(prepare_config) if prepare_config else PrepareConfig()
+            result = run_prepare(load_manifest(manifest), samples, prepare_cfg, progress=not quiet)
+            if result.failures:
+                raise UnveilError(f"Preparing {manifest} failed for {', '.join(result.failures)}; see 'unveil prepare'.")
     if per_subject:
         results = train_per_subject(samples, run, cfg, subject, resume=resume, progress=not quiet)
     else:
