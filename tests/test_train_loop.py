@@ -73,6 +73,8 @@ def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(samples: Path, t
             load_checkpoint(checkpoint)  # every visible checkpoint is complete
     resumed = train(samples, run, TrainConfig(**TINY), resume=True, progress=False)
     assert [int(h["epoch"]) for h in resumed.history] == [1, 2, 3]
+    for before, after in zip(reference.history, resumed.history, strict=True):  # the killed epoch's means too
+        assert {k: v for k, v in before.items() if k != "seconds"} == {k: v for k, v in after.items() if k != "seconds"}
     expected, actual = _weights(tmp_path / "reference"), _weights(run)
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)

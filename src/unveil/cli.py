@@ -208,7 +208,8 @@ def train_cyclegan(
                                               help="One model per subject (seed 000) or one for all.")] = True,
     subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
     preset: Annotated[Optional[str], typer.Option(
-        help="'paper': seed 000's schedule (lr 3e-4, 15 + 15 epochs, 286 -> 256).")] = None,
+        help="paper: seed 000's schedule (lr 3e-4, 15 + 15 epochs, 286 -> 256); cpu: a narrower generator at 128 "
+             "px for a laptop CPU (see README).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any TrainConfig option (model: ... nested).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
     epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay afterwards.")] = None,
@@ -222,15 +223,16 @@ def train_cyclegan(
     """CycleGAN from occluded (domain A) to normal (domain B) frames; G_A is the restorer. Several GPUs:
     torchrun --nproc_per_node N -m unveil train cyclegan ..."""
     from unveil.config import read_yaml_mapping, validate_config
-    from unveil.methods.cyclegan import PAPER_PRESET
+    from unveil.methods.cyclegan import PRESETS
     from unveil.train.loop import TrainConfig, train, train_per_subject
 
     options: dict = {}
-    if preset == "paper":
-        options = {**PAPER_PRESET["schedule"], "model": dict(PAPER_PRESET["model"]),
-                   **{k: PAPER_PRESET["data"][k] for k in ("load_size", "crop_size", "flip", "batch_size")}}
-    elif preset is not None:
-        raise UnveilError(f"Unknown preset '{preset}'; the only preset is 'paper'.")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UnveilError(f"Unknown preset '{preset}'; choose {' or '.join(PRESETS)}.")
+        chosen = PRESETS[preset]
+        options = {**chosen["schedule"], "model": dict(chosen["model"]),
+                   **{k: chosen["data"][k] for k in ("load_size", "crop_size", "flip", "batch_size")}}
     if config is not None:
         options.update(read_yaml_mapping(config))
     flags = {"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,

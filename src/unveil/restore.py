@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from unveil.data.faces import Box, CropTransform, FaceTracker, estimate_fixed_box, make_detector
+from unveil.data.faces import Box, CropTransform, FaceTracker, centred_square, estimate_fixed_box, make_detector
 from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_media
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir
@@ -144,12 +144,15 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
                 tracked = tracker(image)
                 frame_box = tracked.box or Box(0, 0, *image.shape[1::-1]).square()
             elif crop == "none":
-                h, w = image.shape[:2]
-                side = min(h, w)
-                frame_box = Box((w - side) / 2, (h - side) / 2, side, side)
+                frame_box = centred_square(image.shape[1], image.shape[0])
             else:
                 frame_box = fixed  # type: ignore[assignment]
-            hidden = next(masks).image if masks is not None else None
+            hidden = None
+            if masks is not None:
+                mask_frame = next(masks, None)
+                if mask_frame is None:
+                    raise UnveilError(f"The mask {mask} has fewer frames than {src}.")
+                hidden = mask_frame.image
             pending.append((image, CropTransform(frame_box, restorer.size), hidden))
             if len(pending) == batch_size:
                 flush()

@@ -50,6 +50,12 @@ class Box:
         return Box(float(a[0]), float(a[1]), float(a[2]), float(a[3]))
 
 
+def centred_square(width: int, height: int) -> Box:
+    """The largest square in the middle of a ``width`` x ``height`` frame."""
+    side = min(width, height)
+    return Box((width - side) / 2, (height - side) / 2, side, side)
+
+
 @dataclass(frozen=True)
 class Detection:
     """One face found in a frame: its box, a confidence in [0, 1] and optional keypoints (pixels)."""

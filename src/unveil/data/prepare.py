@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from unveil.config import Config
-from unveil.data.faces import Box, CropTransform, FaceTracker, estimate_fixed_box, make_detector
+from unveil.data.faces import Box, CropTransform, FaceTracker, centred_square, estimate_fixed_box, make_detector
 from unveil.data.manifest import Manifest, Recording
 from unveil.data.sampling import sample_frames, split_train_val
 from unveil.data.video import probe, read_frames
@@ -80,11 +80,6 @@ def recording_seed(seed: int, recording_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(recording_id.encode())) % (2**32)
 
 
-def _centred_square(width: int, height: int) -> Box:
-    side = min(width, height)
-    return Box((width - side) / 2, (height - side) / 2, side, side)
-
-
 def session_boxes(recordings: list[Recording], root: Path, config: PrepareConfig) -> dict[str, Box]:
     """Fixed boxes per recording: given, or estimated once per subject and session from its normal recordings
     (same camera set-up; a face hidden by sensors may not be detectable at all), else from the recording."""
@@ -130,7 +125,7 @@ def prepare_recording(rec: Recording, root: Path, out: Path, config: PrepareConf
     tracker = None
     fixed: Box | None = None
     if config.crop == "none":
-        fixed = _centred_square(info.width, info.height)
+        fixed = centred_square(info.width, info.height)
     elif config.crop == "fixed":
         if box is None:
             raise UnveilError(f"No face was found in the first {config.detect_frames} frames of {media} nor of "

@@ -158,12 +158,13 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.batch = 1, 0  # next epoch (1-based) and next batch within it
+        self.sums: dict[str, float] = {}  # loss sums of the current epoch so far
         self.history: list[dict[str, float]] = []
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"method": "cyclegan", "epoch": self.epoch, "batch": self.batch,
+        meta: dict[str, Any] = {"method": "cyclegan", "epoch": self.epoch, "batch": self.batch, "sums": self.sums,
                                 "config": self.config.model_dump(mode="json"), "history": self.history}
         meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
         meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
@@ -192,7 +193,7 @@ class Trainer:
             prefix = f"pool/{name}/"
             pool.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, self.device)
         set_rng_state(tensors, meta["rng"])
-        self.epoch, self.batch, self.history = meta["epoch"], meta["batch"], meta["history"]
+        self.epoch, self.batch, self.sums, self.history = meta["epoch"], meta["batch"], meta["sums"], meta["history"]
 
     # -- one step ----------------------------------------------------------------------------------------
     def _average_gradients(self) -> None:
@@ -287,7 +288,6 @@ class Trainer:
         with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main) as advance:
             while self.epoch <= config.total_epochs:
                 started = time.perf_counter()
-                sums: dict[str, float] = {}
                 self.train_set.set_epoch(self.epoch)
                 sampler = EpochSampler(len(self.train_set), config.seed, self.epoch, self.rank, self.world,
                                        skip=self.batch * config.batch_size)
@@ -297,14 +297,14 @@ class Trainer:
                     update = (self.batch + 1) % config.accumulate == 0 or self.batch + 1 == per_epoch
                     losses = self.step(batch, update)
                     for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + v
+                        self.sums[k] = self.sums.get(k, 0.0) + v
                     self.batch += 1
                     advance(1)
                     if self.main and config.save_latest_freq and self.batch % config.save_latest_freq == 0 \
                             and self.batch < per_epoch:
                         self.save(LATEST)
                 steps = max(self.batch, 1)
-                means = {k: v / steps for k, v in sorted(sums.items())}
+                means = {k: v / steps for k, v in sorted(self.sums.items())}
                 if self.world > 1:  # the epoch's losses over all processes, not just this one's share
                     values = torch.tensor(list(means.values()), dtype=torch.float64)
                     dist.all_reduce(values)
@@ -319,7 +319,7 @@ class Trainer:
                         s.step()
                 self.history.append(record)
                 finished = self.epoch
-                self.epoch, self.batch = self.epoch + 1, 0
+                self.epoch, self.batch, self.sums = self.epoch + 1, 0, {}
                 if self.main:
                     self._log_epoch(writer, record, finished)
                     if finished % config.save_epoch_freq == 0 or finished == config.total_epochs:
