@@ -78,7 +78,6 @@ def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(samples: Path, t
     expected, actual = _weights(tmp_path / "reference"), _weights(run)
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
-    assert time.perf_counter() - started < 600
 
 
 @pytest.mark.slow
