@@ -8,26 +8,22 @@ import cv2
 import numpy as np
 import pytest
 
-from unveil.data.prepare import PrepareConfig, prepare
 from unveil.data.video import probe, read_frames
 from unveil.methods.cyclegan import CycleGANConfig
 from unveil.restore import restore
-from unveil.synth import generate
 from unveil.train.loop import TrainConfig, train
 
-from conftest import tiny_config
+from conftest import tiny_prepared
 from test_cli import unveil
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("restore")
-    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
-    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.3, load_size=36), workers=1,
-            progress=False)
+    samples = tiny_prepared(root, fraction=0.3)
     config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=1, n_epochs_decay=0,
                          load_size=36, crop_size=32, batch_size=4)
-    train(root / "prepared", root / "run", config, progress=False)
+    train(samples, root / "run", config, progress=False)
     return root / "run" / "checkpoints" / "latest.safetensors"
 
 

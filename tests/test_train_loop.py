@@ -10,18 +10,16 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from unveil.data.prepare import PrepareConfig, prepare
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
 from unveil.synth import generate
 from unveil.train.checkpoint import load_checkpoint
 from unveil.train.loop import EpochSampler, TrainConfig, train
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_prepared
 
 TINY = dict(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=2, n_epochs_decay=1,
             load_size=36, crop_size=32, batch_size=2, save_latest_freq=1, n_samples=2)
@@ -29,11 +27,7 @@ TINY = dict(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
-    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.5, load_size=36), workers=1,
-            progress=False)
-    return root / "prepared"
+    return tiny_prepared(tmp_path_factory.mktemp("tiny"), fraction=0.5)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
