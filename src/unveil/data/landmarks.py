@@ -82,49 +82,76 @@ class DlibLandmarker:
         self._dlib = dlib
         self.upsample, self.detect_width = upsample, detect_width
 
-    def __call__(self, image: np.ndarray) -> Landmarks:
+    def fit(self, image: np.ndarray, box: tuple[float, float, float, float]) -> Landmarks:
+        """The 68 points inside a known face box ``(x, y, w, h)``, without detecting (e.g. a fixed session box).
+
+        The confidence is NaN: the shape predictor gives no score of its own.
+        """
+        shape = self.shape(image, box)
+        return Landmarks(np.array([[p.x, p.y] for p in shape.parts()], dtype=float), float("nan"))
+
+    def shape(self, image: np.ndarray, box: tuple[float, float, float, float]):  # noqa: ANN201 - dlib's type
+        """dlib's own shape object for a face box (what dlib's face descriptor needs)."""
+        x, y, w, h = box
+        rect = self._dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+        return self._predictor(np.ascontiguousarray(image), rect)
+
+    def detect(self, image: np.ndarray) -> tuple[tuple[float, float, float, float], float] | None:
+        """The most confident HOG face box ``(x, y, w, h)`` in full-resolution pixels and its score, or None."""
         image = np.ascontiguousarray(image)
         scale = min(1.0, self.detect_width / image.shape[1])
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         boxes, scores, _ = self._detector.run(small, self.upsample, 0.0)
         if not boxes:
-            return Landmarks(None, 0.0)
+            return None
         best = int(np.argmax(scores))
         b = boxes[best]
-        box = self._dlib.rectangle(int(b.left() / scale), int(b.top() / scale), int(b.right() / scale),
-                                   int(b.bottom() / scale))
-        shape = self._predictor(image, box)
-        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=float)
+        return ((b.left() / scale, b.top() / scale, (b.right() - b.left()) / scale, (b.bottom() - b.top()) / scale),
+                float(scores[best]))
+
+    def __call__(self, image: np.ndarray) -> Landmarks:
+        found = self.detect(image)
+        if found is None:
+            return Landmarks(None, 0.0)
+        box, score = found
         # HOG scores are unbounded margins; squash to (0, 1) so every backend reports a comparable confidence.
-        return Landmarks(points, float(1 / (1 + np.exp(-2 * scores[best]))))
+        return Landmarks(self.fit(image, box).points, float(1 / (1 + np.exp(-2 * score))))
 
 
 class MeshLandmarker:
     """mediapipe's face mesh (478 points with irises), with its 68-point subset by :data:`MESH_TO_68`.
 
-    ``video=True`` tracks across consecutive frames (faster, steadier); use False for unrelated images.
+    ``video=True`` tracks across consecutive frames (faster, steadier); use False for unrelated images. The
+    legacy mesh API reports no per-face score and keeps tracking through partial cover, so the confidence is
+    that of mediapipe's face detector on the same frame (0 when it finds no face above ``min_confidence``):
+    it drops when a hand or an obstruction hides the face while the mesh still places its points.
     """
 
     def __init__(self, video: bool = True, min_confidence: float = 0.5) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp
 
+        from unveil.data.faces import MediapipeFaceDetector
+
         with quiet_native_logs():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
                 min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
+        self._detector = MediapipeFaceDetector("full", min_confidence=0.05)
 
     def __call__(self, image: np.ndarray) -> Landmarks:
         h, w = image.shape[:2]
-        result = call_quietly(self._mesh.process, np.ascontiguousarray(image))
+        image = np.ascontiguousarray(image)
+        result = call_quietly(self._mesh.process, image)
         if not result.multi_face_landmarks:
             return Landmarks(None, 0.0)
         mesh = np.array([[p.x * w, p.y * h, p.z * w] for p in result.multi_face_landmarks[0].landmark])
-        # The legacy solution API exposes no per-face score; a found face passed min_confidence.
-        return Landmarks(mesh[MESH_TO_68, :2].copy(), 1.0, mesh)
+        detections = self._detector.detect(image)
+        return Landmarks(mesh[MESH_TO_68, :2].copy(), detections[0].score if detections else 0.0, mesh)
 
     def close(self) -> None:
         self._mesh.close()
+        self._detector.close()
 
 
 def make_landmarker(name: Literal["dlib68", "mesh"] | str = "dlib68", video: bool = True) -> Landmarker:

@@ -1,0 +1,65 @@
+"""Per-frame facial analysis: the Analyzer protocol, landmark / forest backends and external adapters."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from unveil.analysis.base import Analyzer, FrameResult, analyze_frames, analyze_media, write_timeseries
+from unveil.analysis.landmark import Box4
+from unveil.errors import UnveilError
+
+#: Analyzers unveil runs itself (``openface`` imports a CSV, ``pyfeat`` runs the optional py-feat package).
+ANALYZERS = ("mesh", "dlib68", "forest", "openface", "pyfeat")
+
+
+def make_analyzer(name: str, model: str | os.PathLike[str] | None = None, box: Box4 | None = None) -> Analyzer:
+    """A frame analyzer by name: ``mesh`` / ``dlib68`` (landmark AU geometry) or ``forest`` (needs ``model``)."""
+    from unveil.analysis.forest import ForestAnalyzer
+    from unveil.analysis.landmark import LandmarkAnalyzer
+
+    if name in ("mesh", "dlib68"):
+        return LandmarkAnalyzer(name, box=box)
+    if name == "forest":
+        if model is None:
+            raise UnveilError("The forest analyzer needs --model (made by 'unveil train classifier --features landmarks').")
+        return ForestAnalyzer(model, box=box)
+    if name in ("openface", "pyfeat"):
+        raise UnveilError(f"'{name}' is an adapter that reads a whole file; use 'unveil analyze' for it.")
+    raise UnveilError(f"Unknown analyzer '{name}'; choose one of {', '.join(ANALYZERS)}.")
+
+
+def analyze(source: str | os.PathLike[str], analyzer: str, out: str | os.PathLike[str] | None = None, *,
+            model: str | os.PathLike[str] | None = None, box: Box4 | None = None, batch_size: int = 32,
+            progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """The time-series table of ``source`` by the named analyzer, also written to ``out`` when given.
+
+    ``openface`` reads ``source`` as OpenFace CSV output; ``pyfeat`` runs py-feat on the video ``source``.
+    """
+    from pathlib import Path
+
+    path = Path(source)
+    if not path.exists():
+        raise UnveilError(f"{path} does not exist.")
+    if analyzer == "openface":
+        from unveil.analysis.external import read_openface_csv
+
+        table = read_openface_csv(path)
+    elif analyzer == "pyfeat":
+        from unveil.analysis.external import pyfeat_timeseries
+
+        table = pyfeat_timeseries(path, device=device)
+    else:
+        frame_analyzer = make_analyzer(analyzer, model=model, box=box)
+        try:
+            table = analyze_media(path, frame_analyzer, batch_size=batch_size, progress=progress)
+        finally:
+            frame_analyzer.close()
+    if out is not None:
+        write_timeseries(table, out)
+    return table
+
+
+__all__ = ["analyze", "ANALYZERS", "Analyzer", "FrameResult", "analyze_frames", "analyze_media", "make_analyzer",
+           "write_timeseries"]
