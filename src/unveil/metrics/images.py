@@ -32,3 +32,22 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_rang
         return float("nan")
     mse = np.mean((x - y) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0) -> float:
+    """Structural similarity (Wang et al. 2004, scikit-image's Gaussian-free 7x7 version; 1 = equal), averaged
+    over ``mask`` pixels of the SSIM map if given."""
+    from skimage.metrics import structural_similarity
+
+    if a.shape != b.shape:
+        raise UnveilError(f"Images of different shapes cannot be compared: {a.shape} and {b.shape}.")
+    channel_axis = 2 if a.ndim == 3 else None
+    score, full = structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=data_range,
+                                        channel_axis=channel_axis, full=True)
+    if mask is None:
+        return float(score)
+    inside = np.asarray(mask) > 0
+    if inside.shape != a.shape[:2]:
+        raise UnveilError(f"The mask is {inside.shape}, the images are {a.shape[:2]}.")
+    values = full[inside]
+    return float(values.mean()) if values.size else float("nan")
