@@ -24,11 +24,11 @@ def main() -> None:
                                 args.subject, every=args.every)
     means = scores.mean(numeric_only=True)
     print(f"{len(scores)} unseen frames of {scores['recording'].nunique()} occluded recordings, subject {args.subject}")
-    print(f"{'':22s} {'L1 in mask':>10s} {'PSNR dB':>8s}")
+    print(f"{'':22s} {'L1 in mask':>10s} {'PSNR dB':>8s} {'L1 visible':>10s}")
     base_l1, base_psnr = means["l1_mask_input"], means["psnr_input"]
     for name in ("input", "restored", "composite_mask", "composite_estimated"):
         m_l1, m_psnr = means[f"l1_mask_{name}"], means[f"psnr_{name}"]
-        print(f"{name:22s} {m_l1:10.4f} {m_psnr:8.2f}   L1 in mask {100 * (m_l1 / base_l1 - 1):+6.1f} %, "
+        print(f"{name:22s} {m_l1:10.4f} {m_psnr:8.2f} {means[f'l1_visible_{name}']:10.4f}   L1 in mask {100 * (m_l1 / base_l1 - 1):+6.1f} %, "
               f"PSNR {m_psnr - base_psnr:+5.2f} dB against the input")
 
 

@@ -89,3 +89,33 @@ def test_version_and_help() -> None:
     help_text = unveil("synth", "--help").stdout
     for option in ("--subjects", "--size", "--occluder", "--preview", "--config", "--format"):
         assert option in help_text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["analyze", "missing.mp4", "-o", "t.parquet"], "missing.mp4 does not exist"),
+        (["analyze", "missing.mp4", "-o", "t.parquet", "--analyzer", "forest"], "needs --model"),
+        (["analyze", "missing.mp4", "-o", "t.parquet", "--box", "1,2"], "--box must be four numbers"),
+        (["train", "classifier", "--samples", "nowhere", "--out", "f.safetensors"], "run 'unveil prepare' first"),
+        (["train", "classifier", "--samples", "nowhere", "--out", "f", "--features", "pixels"], "not available yet"),
+        (["evaluate", "missing.yaml", "-o", "ev"], "missing.yaml does not exist"),
+        (["report", "nowhere"], "nowhere is not a folder"),
+    ],
+)
+def test_analysis_commands_fail_in_one_sentence(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = unveil(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_analyze_writes_a_time_series(tmp_path: Path, shared_data: Path) -> None:
+    import pandas as pd
+
+    result = unveil("analyze", str(shared_data / "videos" / "single_face.mp4"), "-o", str(tmp_path / "t.csv"),
+                    "--analyzer", "dlib68", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "frames/s" in result.stdout
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert table["face_found"].mean() > 0.9 and {"AU12", "x_67", "y_0"} <= set(table.columns)

@@ -54,3 +54,17 @@ def test_load_refuses_other_files(tmp_path: Path) -> None:
         LandmarkForest.load(bad)
     with pytest.raises(UnveilError, match="No forest model"):
         LandmarkForest.load(tmp_path / "missing.safetensors")
+
+
+def test_forest_from_a_landmark_time_series() -> None:
+    from unveil.analysis.base import FrameResult, results_table
+    from unveil.analysis.forest import forest_from_landmarks
+
+    points, labels = _faces(80, 4)
+    forest = LandmarkForest.fit(points, labels, ["AU12", "AU26", "AU01"], trees=5)
+    results = [FrameResult(i != 3, 0.9, {}, points[i]) for i in range(10)]  # frame 3: no face
+    table = forest_from_landmarks(results_table(range(10), np.arange(10) / 10, results, []), forest)
+    expected = forest.predict(points[:10])
+    found = np.arange(10) != 3
+    np.testing.assert_array_equal(table[["AU12", "AU26", "AU01"]].to_numpy()[found], expected[found])
+    assert table.loc[3, ["AU12", "AU26", "AU01"]].isna().all() and not table.loc[3, "face_found"]

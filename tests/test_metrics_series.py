@@ -76,3 +76,8 @@ def test_compare_series_reports_the_delay_in_seconds() -> None:
     result = compare_series(signal[:600], signal[45:645], fps=15, options=SeriesOptions())
     assert result["shift_s"] == pytest.approx(-3.0) and result["mape"] == pytest.approx(0, abs=1e-12)
     assert "z-normalised" in SeriesOptions(normalise="zscore").describe()
+
+
+def test_a_signal_at_zero_has_no_mape_but_a_dtw() -> None:
+    result = compare_series(np.zeros(50), np.linspace(0, 1, 50), fps=10)
+    assert np.isnan(result["mape"]) and np.isnan(result["shift_s"]) and result["dtw"] > 0

@@ -264,6 +264,127 @@ def train_cyclegan(
         typer.echo(f"{name}: {result.epochs} epochs ({summary}) -> {result.run_dir / 'checkpoints'}")
 
 
+@train_app.command("classifier")
+def train_classifier(
+    samples: Annotated[Path, typer.Option(help="Folder with samples.parquet holding AU labels (unveil prepare).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors).")],
+    features: Annotated[str, typer.Option(help="landmarks: the paper's random forest on 68 landmarks.")] = "landmarks",
+    landmarks: Annotated[str, typer.Option(help="Landmark model: dlib68 or mesh (use the same when analysing).")
+                         ] = "dlib68",
+    condition: Annotated[str, typer.Option(help="Train on this condition's frames (normal: unobstructed).")
+                         ] = "normal",
+    trees: Annotated[int, typer.Option(min=1, help="Trees in the forest.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """An AU model for 'unveil analyze --analyzer forest': a random forest from 68 landmarks to AU intensities,
+    fitted on the training split, scored on the validation split (mean absolute error and Pearson r per AU)."""
+    from unveil.analysis.forest import train_forest
+
+    if features != "landmarks":
+        raise UnveilError(f"--features {features} is not available yet; 'landmarks' (the random forest) is.")
+    result = train_forest(samples, out, landmarks=landmarks, condition=condition, trees=trees, seed=seed,
+                          progress=not quiet)
+    typer.echo(f"{result.path}: {len(result.forest.roots)} trees, {len(result.forest.outputs)} AUs, "
+               f"{result.train_faces} training faces, {result.val_faces} validation faces")
+    for name, score in result.scores.items():
+        typer.echo(f"  {name}: MAE {score['mae']:.3f}  r {score['r']:+.2f}")
+
+
+@app.command()
+def analyze(
+    media: Annotated[Path, typer.Argument(help="A video, a folder of frames, an image (or an OpenFace CSV for "
+                                               "--analyzer openface).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="timeseries.parquet (or .csv).")],
+    analyzer: Annotated[str, typer.Option(help="mesh, dlib68 (landmark AU geometry), forest (--model), openface "
+                                               "(import its CSV) or pyfeat (optional extra).")] = "mesh",
+    model: Annotated[Optional[Path], typer.Option(help="The forest model (unveil train classifier).")] = None,
+    box: Annotated[Optional[str], typer.Option(help="A fixed face box 'x,y,width,height' for dlib68 / forest "
+                                                    "(no detection: occluded faces in a fixed set-up).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per analyzer call.")] = 32,
+    device: Annotated[str, typer.Option(help="cpu or cuda (pyfeat).")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Per-frame AU (and landmark) time series of a video: frame, time, face_found, confidence, one column per
+    signal. Frames without a face get NaN signals, never zeros."""
+    import time as clock
+
+    from unveil.analysis import analyze as run_analysis
+
+    started = clock.perf_counter()
+    table = run_analysis(media, analyzer, out, model=model, box=_box(box), batch_size=batch_size,
+                         progress=not quiet, device=device)
+    seconds = clock.perf_counter() - started
+    found = int(table["face_found"].sum()) if len(table) else 0
+    typer.echo(f"{out}: {len(table)} frames, face found in {found}, {len(table) / max(seconds, 1e-9):.1f} frames/s")
+
+
+@app.command()
+def evaluate(
+    manifest: Annotated[Path, typer.Argument(help="The manifest of the recordings (normal and occluded).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, tables/, figures/, timeseries/.")],
+    restored: Annotated[Optional[Path], typer.Option(
+        help="Folder of restored videos named <recording id>.mp4 (the C videos).")] = None,
+    analyzer: Annotated[Optional[list[str]], typer.Option(help="mesh, dlib68 or forest (repeatable; default dlib68).")
+                        ] = None,
+    forest: Annotated[Optional[Path], typer.Option(help="Forest model for --analyzer forest.")] = None,
+    every: Annotated[Optional[int], typer.Option(min=1, help="Analyse every n-th frame.")] = None,
+    normalise: Annotated[Optional[str], typer.Option(help="none (default) or zscore, for DTW and MAPE.")] = None,
+    window: Annotated[Optional[int], typer.Option(min=1, help="DTW band in frames (default: none).")] = None,
+    lpips_weights: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet weights for LPIPS.")] = None,
+    fid_weights: Annotated[Optional[Path], typer.Option(help="pt_inception-2015-12-05-6726825d.pth for FID.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any evaluate option.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Seed 000's protocol: per subject and task, the AU time series of N1-N2, N1-S1, N1-C1, N2-S2, N2-C2 (and S, C
+    against the hidden truth G on the synthetic benchmark) compared by DTW and shift-searched MAPE, mean ± std
+    over subjects; pixel and perceptual scores; figures."""
+    from unveil.config import read_yaml_mapping, validate_config
+    from unveil.data.manifest import load_manifest
+    from unveil.evaluate.protocol import EvaluateConfig, evaluate as run_evaluate
+
+    options = read_yaml_mapping(config) if config else {}
+    flags = {"analyzers": analyzer, "forest": str(forest) if forest else None, "every": every,
+             "normalise": normalise, "window": window, "lpips_weights": str(lpips_weights) if lpips_weights else None,
+             "fid_weights": str(fid_weights) if fid_weights else None}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    cfg = validate_config(EvaluateConfig, options, source=str(config) if config else "the command-line options")
+    result = run_evaluate(load_manifest(manifest), out, restored, cfg, progress=not quiet)
+    typer.echo(f"Options: {result.summary['options']}")
+    for name, values in result.summary.get("headline", {}).items():
+        typer.echo(f"{name}: mean DTW " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    for metric, reason in result.skipped.items():
+        typer.echo(f"{metric} skipped: {reason}")
+    typer.echo(f"Tables and figures are in {out}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A folder with metrics.json (unveil evaluate), or whose "
+                                                 "'evaluation' subfolder has one; training runs below it are found.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The HTML file (default RUN_DIR/report.html).")
+                   ] = None,
+    title: Annotated[str, typer.Option(help="Page title.")] = "unveil report",
+    check: Annotated[bool, typer.Option("--check", help="Open it in headless Chromium: no console messages, "
+                                                        "a screenshot that is not blank (report.png).")] = False,
+) -> None:
+    """One self-contained HTML page: headline, the protocol's tables, figures, frames, training sample grids."""
+    from unveil.evaluate.report import build_report
+
+    page = build_report(run_dir, out, title)
+    typer.echo(f"Report: {page}")
+    if check:
+        from unveil.evaluate.browser import check_page
+
+        result = check_page(page, page.with_suffix(".png"))
+        for line in result.console:
+            typer.echo(f"console: {line}", err=True)
+        typer.echo(f"Chromium: {len(result.console)} console messages, screenshot {result.screenshot} "
+                   f"(pixel spread {result.spread:.1f})")
+        if not result.ok:
+            raise typer.Exit(1)
+
+
 @app.command()
 def restore(
     checkpoint: Annotated[Path, typer.Argument(help="A cyclegan checkpoint (run/checkpoints/*.safetensors).")],

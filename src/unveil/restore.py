@@ -186,3 +186,54 @@ def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     result[weight == 0] = image[weight == 0]  # visible pixels are kept bit for bit
     return result
+
+
+def subject_checkpoint(runs: str | os.PathLike[str], subject: str) -> Path:
+    """The restorer of ``subject`` in a folder of per-subject runs (``runs/<subject>/checkpoints/latest``), or
+    the pooled model (``runs/pooled/...``) when the subject has none."""
+    for name in (subject, "pooled"):
+        path = Path(runs) / name / "checkpoints" / "latest.safetensors"
+        if path.is_file():
+            return path
+    raise UnveilError(f"No restorer for subject {subject} in {runs} (expected {subject}/checkpoints/latest.safetensors"
+                      " or pooled/...); train one with 'unveil train cyclegan'.")
+
+
+def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.PathLike[str],  # noqa: ANN001
+                       samples: str | os.PathLike[str] | None = None, *, composite: Composite = "none",
+                       device: str = "auto", resume: bool = False, progress: bool = True) -> dict[str, Path]:
+    """Restore every occluded recording of ``manifest`` with its subject's model into ``out/<recording id>.mp4``
+    (the C videos of seed 000's protocol). The face box of each recording is the one ``unveil prepare`` used
+    (``samples``), else the session's box estimated from its normal recordings. ``resume`` keeps outputs that
+    already exist (an interrupted run continues where it stopped); otherwise every video is written anew."""
+    from unveil.data.prepare import PrepareConfig, session_boxes
+
+    occluded = [r for r in manifest.recordings if r.condition == "occluded"]
+    if not occluded:
+        raise UnveilError("The manifest has no occluded recordings to restore.")
+    boxes: dict[str, Box] = {}
+    if samples is not None:
+        import pandas as pd
+
+        table = pd.read_parquet(Path(samples) / "samples.parquet", columns=["recording", "box_x", "box_y", "box_size"])
+        first = table.drop_duplicates("recording").set_index("recording")
+        boxes = {rid: Box(r.box_x, r.box_y, r.box_size, r.box_size) for rid, r in first.iterrows()}
+    missing = [r for r in occluded if r.id not in boxes]
+    if missing:
+        boxes.update(session_boxes([r for r in manifest.recordings
+                                    if any((r.subject, r.session) == (m.subject, m.session) for m in missing)],
+                                   manifest.root, PrepareConfig()))
+    folder = ensure_dir(out)
+    outputs = {}
+    with progress_bar(len(occluded), "restore recordings", progress) as advance:
+        for rec in occluded:
+            target = folder / f"{rec.id}.mp4"
+            if not (resume and target.is_file()):
+                box = boxes.get(rec.id)
+                restore(subject_checkpoint(runs, rec.subject), manifest.resolve(rec.media), target,
+                        box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
+                        mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
+                        device=device, progress=False)
+            outputs[rec.id] = target
+            advance(1)
+    return outputs

@@ -39,6 +39,10 @@ def analyze(source: str | os.PathLike[str], analyzer: str, out: str | os.PathLik
     """
     from pathlib import Path
 
+    if analyzer not in ANALYZERS:
+        raise UnveilError(f"Unknown analyzer '{analyzer}'; choose one of {', '.join(ANALYZERS)}.")
+    if analyzer == "forest" and model is None:
+        raise UnveilError("The forest analyzer needs --model (made by 'unveil train classifier --features landmarks').")
     path = Path(source)
     if not path.exists():
         raise UnveilError(f"{path} does not exist.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from unveil.analysis.base import FrameResult
 from unveil.analysis.geometry import align
@@ -208,3 +209,21 @@ def train_forest(samples: str | os.PathLike[str], out: str | os.PathLike[str], *
             scores[name] = {"mae": float(np.abs(predicted[:, k] - truth[:, k]).mean()), "r": r}
     path = forest.save(out)
     return ForestTraining(path, forest, int(train_rows.sum()), int((~train_rows).sum()), scores)
+
+
+def forest_from_landmarks(table: pd.DataFrame, forest: LandmarkForest) -> pd.DataFrame:
+    """The forest's AU time series from an existing landmark time series (same landmark model): no second pass
+    over the video. Frames without a face stay NaN."""
+    from unveil.analysis.base import LANDMARK_COLUMNS
+
+    if not set(LANDMARK_COLUMNS) <= set(table.columns):
+        raise UnveilError("This time series holds no landmarks (x_0..x_67, y_0..y_67) to run the forest on.")
+    found = table["face_found"].to_numpy()
+    points = np.stack([table[[f"x_{i}" for i in range(68)]].to_numpy(), table[[f"y_{i}" for i in range(68)]].to_numpy()],
+                      axis=-1)
+    values = np.full((len(table), len(forest.outputs)), np.nan)
+    if found.any():
+        values[found] = forest.predict(points[found])
+    predicted = pd.DataFrame(values, columns=list(forest.outputs), index=table.index)
+    return pd.concat([table[["frame", "time", "face_found", "confidence"]], predicted, table[list(LANDMARK_COLUMNS)]],
+                     axis=1)

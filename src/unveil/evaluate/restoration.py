@@ -20,8 +20,8 @@ from unveil.restore import load_restorer, occlusion_from_difference
 
 def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, samples: str | os.PathLike[str],
                        subject: str, every: int = 10, threshold: float = 0.12) -> pd.DataFrame:
-    """Per evaluated frame: L1 in the mask and crop PSNR against the hidden clean frame, for the occluded input,
-    the restorer's output, and its output composited by the true mask and by the estimated one.
+    """Per evaluated frame: L1 inside and outside (visible) the mask and crop PSNR against the hidden clean frame,
+    for the occluded input, the restorer's output, and its output composited by the true and the estimated mask.
 
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
     each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``).
@@ -53,6 +53,7 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
             for name, image in (("input", crops[0]), ("restored", restored), ("composite_mask", composed["mask"]),
                                 ("composite_estimated", composed["estimated"])):
                 row[f"l1_mask_{name}"] = l1(image, crops[1], mask)
+                row[f"l1_visible_{name}"] = l1(image, crops[1], ~mask)
                 row[f"psnr_{name}"] = psnr(image, crops[1])
             rows.append(row)
     if not rows:

@@ -172,9 +172,16 @@ def best_shift_mape(reference: np.ndarray, estimate: np.ndarray, max_shift: int,
 
 def compare_series(reference: np.ndarray, estimate: np.ndarray, fps: float, options: SeriesOptions = SeriesOptions()
                    ) -> dict[str, float]:
-    """DTW and shift-searched MAPE of one signal of two recordings (NaN gaps filled, see :func:`prepare_series`)."""
+    """DTW and shift-searched MAPE of one signal of two recordings (NaN gaps filled, see :func:`prepare_series`).
+
+    MAPE and its shift are NaN when no shift has a reference value to divide by (a signal that stays at zero)."""
     a = prepare_series(reference, options.normalise)
     b = prepare_series(estimate, options.normalise)
-    mape, shift = best_shift_mape(a, b, int(round(options.max_shift_seconds * fps)), denominator=options.mape_denominator,
-                                  eps=options.eps, min_overlap=options.min_overlap)
-    return {"dtw": dtw_distance(a, b, options.window), "mape": mape, "shift_s": shift / fps}
+    values = mape_shifts(a, b, int(round(options.max_shift_seconds * fps)), denominator=options.mape_denominator,
+                         eps=options.eps, min_overlap=options.min_overlap)
+    if np.all(np.isnan(values)):
+        mape, shift = float("nan"), float("nan")
+    else:
+        k = int(np.nanargmin(values))
+        mape, shift = float(values[k]), (k - (len(values) - 1) // 2) / fps
+    return {"dtw": dtw_distance(a, b, options.window), "mape": mape, "shift_s": shift}

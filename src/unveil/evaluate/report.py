@@ -1,0 +1,106 @@
+"""``unveil report``: one self-contained HTML page (images inlined) of an evaluation and the training behind it:
+headline distances, the protocol's tables with the comparison options printed beside them, figures,
+side-by-side frames, and the last sample grid of every training run found under the folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+from unveil.errors import UnveilError
+from unveil.files import write_text_atomic
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
+padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left;font-weight:600}
+.note{color:#555;font-size:.85rem}.skipped{color:#8a4b00}img{max-width:100%;border:1px solid #eee;margin:.4rem 0}
+.headline td{font-size:1rem}
+"""
+
+TABLE_TITLES = {
+    "images": "Pixels of S and C against the hidden clean frames (synthetic benchmark only)",
+    "perceptual": "Perceptual scores, seed 000 Table 1 (LPIPS, FID)",
+}
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
+    return f'<img alt="{html.escape(alt)}" src="data:image/{kind};base64,{data}">'
+
+
+def _table(cells: dict[str, dict[str, str]]) -> str:
+    """An HTML table from ``{column: {row: cell}}`` (the layout of metrics.json)."""
+    columns = list(cells)
+    rows: list[str] = []
+    for column in columns:
+        rows.extend(r for r in cells[column] if r not in rows)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *columns])
+    body = "".join("<tr><td>" + html.escape(r) + "</td>" +
+                   "".join(f"<td>{html.escape(str(cells[c].get(r, '')))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def find_evaluation(run_dir: Path) -> Path:
+    """The folder holding metrics.json: ``run_dir`` itself or its ``evaluation`` subfolder."""
+    for candidate in (run_dir, run_dir / "evaluation"):
+        if (candidate / "metrics.json").is_file():
+            return candidate
+    raise UnveilError(f"No metrics.json in {run_dir} or {run_dir / 'evaluation'}; run 'unveil evaluate' first.")
+
+
+def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                 title: str = "unveil report") -> Path:
+    """Write the report of ``run_dir`` to ``out`` (default ``run_dir/report.html``) and return its path."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise UnveilError(f"{root} is not a folder.")
+    evaluation = find_evaluation(root)
+    metrics = json.loads((evaluation / "metrics.json").read_text(encoding="utf-8"))
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="note">Comparison options: {html.escape(metrics.get("options", ""))}. '
+             f'Signals left out: {html.escape(", ".join(metrics.get("excluded", [])) or "none")}. '
+             f'Every {metrics.get("every", 1)}. frame analysed.</p>']
+    headline = metrics.get("headline", {})
+    if headline:
+        parts.append("<h2>Headline: mean DTW of the AU time series</h2>")
+        parts.append('<p class="note">N1-N2: two normal sessions (the baseline); N-S: normal against sensor videos; '
+                     "N-C: normal against restored (clean) videos; N-G: normal against the hidden clean truth "
+                     "(a perfect restoration); G-S / G-C: sensor / clean against their own hidden truth. Lower is "
+                     "closer.</p>")
+        parts.append('<div class="headline">' + _table({name: {k: f"{v:.3f}" for k, v in values.items()}
+                                                         for name, values in headline.items()}) + "</div>")
+    for name, cells in metrics.get("tables", {}).items():
+        caption = TABLE_TITLES.get(name, f"AU time series, analyzer {name.removeprefix('au_')} "
+                                         "(seed 000 Table 2: mean ± std over subjects)")
+        parts.append(f"<h2>{html.escape(caption)}</h2>{_table(cells)}")
+    skipped = metrics.get("skipped", {})
+    if skipped:
+        parts.append("<h2>Not computed</h2><ul>" + "".join(
+            f'<li class="skipped"><b>{html.escape(k)}</b>: {html.escape(v)}</li>' for k, v in skipped.items()) + "</ul>")
+    figures = [evaluation / "figures" / f for f in metrics.get("figures", [])]
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts.extend(_image(f, f.stem) for f in figures if f.is_file())
+    grids = sorted(p for p in root.rglob("samples/epoch_*.png"))
+    last_per_run: dict[Path, Path] = {}
+    for grid in grids:
+        last_per_run[grid.parent.parent] = grid  # sorted: the last epoch wins
+    if last_per_run:
+        parts.append("<h2>Training: last sample grid of each run</h2>")
+        parts.append('<p class="note">Rows: validation frames; columns as the paper\'s Fig. 4 '
+                     "(input, translated, reconstructed per direction).</p>")
+        for run, grid in sorted(last_per_run.items()):
+            parts.append(f"<h3>{html.escape(run.name)} ({html.escape(grid.stem)})</h3>{_image(grid, run.name)}")
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html.escape(title) +
+            f"</title><style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>")
+    target = Path(out) if out is not None else root / "report.html"
+    write_text_atomic(target, page)
+    return target

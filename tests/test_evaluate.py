@@ -1,0 +1,106 @@
+"""The seed-000 protocol end to end on a small synthetic benchmark, with a perfect restorer (the hidden clean
+videos as C): C must score exactly like the hidden truth, and the sensors must hurt the analysis."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unveil.errors import UnveilError
+from unveil.evaluate.protocol import EvaluateConfig, evaluate, format_table, protocol_pairs
+from unveil.evaluate.report import build_report
+from unveil.synth import generate
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("protocol")
+    manifest = generate(tiny_config(sessions=2, size=128, fps=15, tasks=["sentence", "emotion"],
+                                    emotion_repetitions=1, format="mp4"), root / "bench", workers=1, progress=False)
+    restored = root / "restored"
+    restored.mkdir()
+    for rec in manifest.select(condition="occluded"):
+        shutil.copy(manifest.resolve(rec.ground_truth), restored / f"{rec.id}.mp4")  # a perfect restorer
+    result = evaluate(manifest, root / "evaluation", restored, EvaluateConfig(analyzers=["dlib68"], image_every=5),
+                      progress=False)
+    return manifest, result
+
+
+@pytest.mark.slow
+def test_perfect_restoration_scores_like_the_truth(evaluated) -> None:  # noqa: ANN001
+    _, result = evaluated
+    rows = result.pairs
+
+    def value(task: str, pair: str, column: str = "dtw") -> float:
+        return rows[(rows["task"] == task) & (rows["pair"] == pair)][column].item()
+
+    assert set(rows["pair"]) == {"N1-N2", "N1-S1", "N1-C1", "N1-G1", "N2-S2", "N2-C2", "N2-G2", "G-S", "G-C"}
+    assert (rows[rows["pair"] == "G-C"]["dtw"] == 0).all()
+    for task in ("sentence", "emotion"):
+        for i in ("1", "2"):
+            for column in ("dtw", "mape"):
+                assert value(task, f"N{i}-C{i}", column) == value(task, f"N{i}-G{i}", column)
+            assert value(task, f"N{i}-S{i}") > 1.3 * value(task, f"N{i}-G{i}"), "the sensors should hurt"
+    images = result.images
+    assert np.isinf(images[images["pair"] == "G-C"]["psnr"]).all()  # identical files: identical frames
+    assert (images[images["pair"] == "G-S"]["l1_mask"] > 0.1).all()
+
+
+@pytest.mark.slow
+def test_outputs_and_report(evaluated, tmp_path: Path) -> None:  # noqa: ANN001
+    _, result = evaluated
+    out = result.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "raw series" in metrics["options"] and metrics["excluded"] == ["AU43"]
+    assert set(metrics["headline"]["dlib68"]) == {"N1-N2", "N-S", "N-C", "N-G", "G-S", "G-C"}
+    assert metrics["headline"]["dlib68"]["N-C"] < metrics["headline"]["dlib68"]["N-S"]
+    assert "lpips" in metrics["skipped"] and "not found" in metrics["skipped"]["fid"]  # no weights: said, not zero
+    table = (out / "tables" / "au_dlib68.md").read_text()
+    assert "unconstrained DTW" in table and "| N1-C1 |" in table and "±" in table
+    for name in metrics["figures"]:
+        assert (out / "figures" / name).stat().st_size > 5000
+    page = build_report(out.parent, tmp_path / "report.html")
+    text = page.read_text()
+    assert "N1-N2" in text and "data:image/png;base64," in text and "not found" in text
+
+
+@pytest.mark.slow
+def test_report_in_chromium(evaluated, tmp_path: Path) -> None:  # noqa: ANN001
+    from unveil.evaluate.browser import check_page, find_browser
+
+    try:
+        find_browser()
+    except UnveilError:
+        pytest.skip("no Chromium here (.ci/run installs it)")
+    _, result = evaluated
+    good = check_page(build_report(result.out, tmp_path / "report.html"), tmp_path / "report.png")
+    assert good.ok, (good.console, good.spread)
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>missingFunction()</script></body></html>")
+    bad = check_page(broken, tmp_path / "broken.png")
+    assert bad.console and not bad.ok and bad.spread < 5  # the checker sees the error and the blank page
+
+
+def test_table_layout_and_pairs() -> None:
+    import pandas as pd
+
+    rows = pd.DataFrame({"subject": ["A", "A", "B", "B"], "task": ["t"] * 4, "pair": ["N1-N2", "N1-S1"] * 2,
+                         "dtw": [1.0, 3.0, 2.0, 5.0], "mape": [0.1, 0.3, 0.2, 0.5]})
+    table = format_table(rows)
+    assert table.loc["N1-N2", "DTW t"] == "1.500 ± 0.707" and table.loc["N1-S1", "MAPE t"] == "0.400 ± 0.141"
+    assert list(table.index) == ["N1-N2", "N1-S1"]
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    from unveil.data.manifest import Manifest
+
+    manifest = Manifest(recordings=[])
+    with pytest.raises(UnveilError, match="does not exist"):
+        evaluate(manifest, tmp_path / "out", tmp_path / "missing")
+    with pytest.raises(UnveilError, match="needs a model"):
+        evaluate(manifest, tmp_path / "out", None, EvaluateConfig(analyzers=["forest"]))
+    assert protocol_pairs(manifest, set()) == []
