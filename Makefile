@@ -32,6 +32,7 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/synth_speed.py
+	$(PY) benchmarks/mape_shift.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

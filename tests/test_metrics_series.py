@@ -47,8 +47,9 @@ def test_vectorised_equals_loop(denominator: str, lengths: tuple[int, int]) -> N
     a = np.abs(rng.normal(size=lengths[0]))
     b = np.abs(rng.normal(size=lengths[1]))
     a[::17] = 0.0  # exact zeros exercise the eps rule
-    fast = mape_shifts(a, b, 300, denominator=denominator, chunk=37)
+    fast = mape_shifts(a, b, 300, denominator=denominator, chunk=37, workers=2)
     slow = mape_shifts_loop(a, b, 300, denominator=denominator)
+    np.testing.assert_array_equal(fast, mape_shifts(a, b, 300, denominator=denominator, chunk=37, workers=1))
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
     np.testing.assert_allclose(fast, slow, rtol=1e-12, equal_nan=True)
     assert np.nanargmin(fast) == np.nanargmin(slow)

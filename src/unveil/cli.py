@@ -419,7 +419,8 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run every stage that exists so far on the embedded synthetic benchmark (no data, no downloads)."""
+    """Every stage on the embedded synthetic benchmark (no data, no downloads): synth, prepare, one CycleGAN per
+    subject, restore, the AU forest, analyze, evaluate (seed 000's tables), report.html."""
     from unveil.demo import run_demo
 
     summary = run_demo(out, progress=not quiet)

@@ -8,6 +8,8 @@ prints :meth:`SeriesOptions.describe` beside its numbers.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,14 +88,16 @@ def _percentage_errors(reference: np.ndarray, estimate: np.ndarray, denominator:
 
 
 def mape_shifts(reference: np.ndarray, estimate: np.ndarray, max_shift: int, *, denominator: str = "reference",
-                eps: float = 1e-3, min_overlap: float = 0.5, chunk: int = 64) -> np.ndarray:
+                eps: float = 1e-3, min_overlap: float = 0.5, chunk: int = 4, workers: int | None = None
+                ) -> np.ndarray:
     """MAPE of ``estimate`` against ``reference`` for every shift ``s`` in ``-max_shift..max_shift`` frames
     (``reference[t]`` against ``estimate[t + s]`` over their overlap); NaN where the overlap is too short.
 
     Vectorised: the estimate is zero-padded and viewed as one sliding window per shift (no copy); ``chunk``
     shifts at a time form a matrix of absolute differences whose weighted row sums are one matrix-vector
     product. Padded positions contribute exactly 1 (or 2 for the symmetric MAPE) per counted frame, which is
-    subtracted again, so no per-shift slicing is needed. Inputs must be finite (see :func:`prepare_series`).
+    subtracted again, so no per-shift slicing is needed. ``workers`` threads (default: one per core) share the
+    chunks. Inputs must be finite (see :func:`prepare_series`).
     """
     ref = np.asarray(reference, dtype=np.float64)
     est = np.asarray(estimate, dtype=np.float64)
@@ -122,19 +126,29 @@ def mape_shifts(reference: np.ndarray, estimate: np.ndarray, max_shift: int, *, 
     padding_counted = np.concatenate([[0], np.cumsum(counted & (magnitude > 0))])
     outside = padding_counted[n] - (padding_counted[hi] - padding_counted[lo])
     sums = np.empty(len(shifts))
-    buffer = np.empty((min(chunk, len(shifts)), n))
-    for start in range(0, len(shifts), chunk):
-        rows = windows[start:start + chunk]
-        diff = buffer[:len(rows)]
-        np.subtract(rows, ref, out=diff)
-        np.abs(diff, out=diff)
-        if denominator == "reference":
-            sums[start:start + len(rows)] = diff @ weight
-        else:
-            scale = np.abs(rows) + magnitude
-            np.divide(2 * diff, scale, out=diff, where=scale > 0)
-            diff[scale == 0] = 0.0
-            sums[start:start + len(rows)] = diff.sum(axis=1)
+
+    def run(starts: range) -> None:  # one thread's share of the chunks, with its own buffer
+        buffer = np.empty((min(chunk, len(shifts)), n))
+        for start in starts:
+            rows = windows[start:start + chunk]
+            diff = buffer[:len(rows)]
+            np.subtract(rows, ref, out=diff)
+            np.abs(diff, out=diff)
+            if denominator == "reference":
+                sums[start:start + len(rows)] = diff @ weight
+            else:
+                scale = np.abs(rows) + magnitude
+                np.divide(2 * diff, scale, out=diff, where=scale > 0)
+                diff[scale == 0] = 0.0
+                sums[start:start + len(rows)] = diff.sum(axis=1)
+
+    starts = range(0, len(shifts), chunk)
+    threads = max(1, min(workers or os.cpu_count() or 1, len(starts)))
+    if threads == 1:
+        run(starts)
+    else:  # NumPy releases the GIL inside these array operations, so threads share the work
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, [starts[i::threads] for i in range(threads)]))
     sums -= padding_error * outside
     enough = (overlap >= min_overlap * min(n, m)) & (overlap > 0) & (counts > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
