@@ -119,3 +119,14 @@ def test_analyze_writes_a_time_series(tmp_path: Path, shared_data: Path) -> None
     assert "frames/s" in result.stdout
     table = pd.read_csv(tmp_path / "t.csv")
     assert table["face_found"].mean() > 0.9 and {"AU12", "x_67", "y_0"} <= set(table.columns)
+
+
+def test_restoring_a_manifest_needs_a_runs_folder(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("version: 1\nrecordings: []\n")
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"")
+    result = unveil("restore", str(model), str(manifest), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and "give the folder of per-subject runs" in result.stderr
+    result = unveil("restore", str(tmp_path), str(manifest), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no occluded recordings" in result.stderr

@@ -387,9 +387,14 @@ def report(
 
 @app.command()
 def restore(
-    checkpoint: Annotated[Path, typer.Argument(help="A cyclegan checkpoint (run/checkpoints/*.safetensors).")],
-    source: Annotated[Path, typer.Argument(help="An image, a folder of images or a video.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A cyclegan checkpoint (run/checkpoints/*.safetensors), or a "
+                                                    "folder of per-subject runs when SOURCE is a manifest.")],
+    source: Annotated[Path, typer.Argument(help="An image, a folder of images, a video, or a manifest (.yaml/.csv): "
+                                                "then every occluded recording, into OUT/<recording id>.mp4.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output image, folder or video (.mp4).")],
+    samples: Annotated[Optional[Path], typer.Option(
+        help="With a manifest: the prepared folder whose face boxes to use (else estimated per session).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="With a manifest: keep videos already restored.")] = False,
     crop: Annotated[str, typer.Option(help="fixed (one box), track (a box per frame) or none (centred square).")]
         = "fixed",
     box: Annotated[Optional[str], typer.Option(help="Fixed face box 'x,y,width,height' in pixels.")] = None,
@@ -409,6 +414,16 @@ def restore(
     parsed = _box(box)
     if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference"):
         raise UnveilError(f"Unknown --crop '{crop}' or --composite '{composite}'; see 'unveil restore --help'.")
+    if source.suffix.lower() in (".yaml", ".yml", ".csv"):
+        from unveil.data.manifest import load_manifest
+        from unveil.restore import restore_recordings
+
+        if not checkpoint.is_dir():
+            raise UnveilError(f"To restore a manifest, give the folder of per-subject runs, not {checkpoint}.")
+        outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
+                                     device=device, resume=resume, progress=not quiet)
+        typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
+        return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
                          side_by_side=side_by_side, batch_size=batch_size, device=device, progress=not quiet)
     typer.echo(f"{result.frames} frames restored -> {result.output}")

@@ -1,4 +1,5 @@
-"""``unveil restore``: run a trained restorer (CycleGAN's G_A) over an image, a folder or a video.
+"""``unveil restore``: run a trained restorer (CycleGAN's G_A) over an image, a folder, a video or every occluded
+recording of a manifest (each with its subject's model).
 
 Frames stream through in batches: the face box is cut out (fixed, tracked or given), resized to the size the
 model was trained on, restored, and pasted back into the full frame with a feathered edge. Videos keep their

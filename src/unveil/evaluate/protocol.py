@@ -218,8 +218,12 @@ def format_table(pairs: pd.DataFrame, values: tuple[str, ...] = ("dtw", "mape"),
     for value in values:
         stats = summarise(pairs, value)
         for _, row in stats.iterrows():
-            cell = "n/a" if np.isnan(row["mean"]) else (
-                f"{row['mean']:.{digits}f} ± {0 if np.isnan(row['std']) else row['std']:.{digits}f}")
+            if np.isnan(row["mean"]):
+                cell = "n/a"
+            elif row["count"] < 2:  # one subject: no spread to report
+                cell = f"{row['mean']:.{digits}f}"
+            else:
+                cell = f"{row['mean']:.{digits}f} ± {row['std']:.{digits}f}"
             columns.setdefault(f"{value.upper()} {row['task']}", {})[str(row["pair"])] = cell
     table = pd.DataFrame(columns)
     order = [p for p in PAIR_ORDER if p in table.index] + sorted(set(table.index) - set(PAIR_ORDER))
