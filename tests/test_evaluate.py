@@ -104,3 +104,31 @@ def test_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(UnveilError, match="needs a model"):
         evaluate(manifest, tmp_path / "out", None, EvaluateConfig(analyzers=["forest"]))
     assert protocol_pairs(manifest, set()) == []
+
+
+@pytest.mark.slow
+def test_perceptual_scores_with_local_weights(tmp_path: Path) -> None:
+    """LPIPS and FID run inside the protocol when their files exist (random weights: the numbers mean nothing,
+    the plumbing is what is checked: one row per non-truth pair, finite scores, identical videos score 0)."""
+    import torch
+    import torchvision
+    from test_metrics_perceptual import fid_weights_file
+
+    from unveil.evaluate.protocol import media_of, perceptual_scores
+
+    manifest = generate(tiny_config(size=64, fps=10, format="mp4"), tmp_path / "bench", workers=1, progress=False)
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    rec = manifest.select(condition="occluded")[0]
+    shutil.copy(manifest.resolve(manifest.select(condition="normal")[0].media), restored / f"{rec.id}.mp4")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alexnet.pth")
+    fid_weights_file(tmp_path / "fid.safetensors")
+    config = EvaluateConfig(lpips_weights=str(tmp_path / "alexnet.pth"), fid_weights=str(tmp_path / "fid.safetensors"),
+                            image_every=4)
+    skipped: dict[str, str] = {}
+    table = perceptual_scores(manifest, media_of(manifest, restored), config, skipped, progress=False)
+    assert not skipped and set(table["pair"]) == {"N1-S1", "N1-C1", "N1-G1"}
+    assert np.isfinite(table[["lpips", "fid"]].to_numpy()).all()
+    clean = table[table["pair"] == "N1-C1"].iloc[0]  # C is a copy of N here
+    assert clean["lpips"] == pytest.approx(0, abs=1e-6) and clean["fid"] == pytest.approx(0, abs=1e-3)
+    assert table[table["pair"] == "N1-S1"]["lpips"].item() > 0

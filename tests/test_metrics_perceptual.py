@@ -84,14 +84,14 @@ def test_missing_weights_are_one_sentence(tmp_path: Path, monkeypatch: pytest.Mo
         fid_inception()
 
 
-def test_fid_inception_loads_a_local_file(tmp_path: Path) -> None:
+def fid_weights_file(path: Path) -> torch.nn.Module:
+    """Write the weights of a randomly initialised FID Inception to ``path`` in the layout pytorch-fid's URL
+    serves (taken from the model's blocks); returns that model."""
+    from safetensors.torch import save_file
+
     torch.manual_seed(0)
     random_model = fid_inception(random_weights=True)
     inner = random_model.blocks  # InceptionV3 keeps the patched Inception's layers in blocks
-    weights = tmp_path / "fid.safetensors"
-    from safetensors.torch import save_file
-
-    # the file holds the weights of pytorch-fid's patched Inception (what its URL serves), taken from the blocks
     names = {"Conv2d_1a_3x3": inner[0][0], "Conv2d_2a_3x3": inner[0][1], "Conv2d_2b_3x3": inner[0][2],
              "Conv2d_3b_1x1": inner[1][0], "Conv2d_4a_3x3": inner[1][1], "Mixed_5b": inner[2][0],
              "Mixed_5c": inner[2][1], "Mixed_5d": inner[2][2], "Mixed_6a": inner[2][3], "Mixed_6b": inner[2][4],
@@ -99,8 +99,13 @@ def test_fid_inception_loads_a_local_file(tmp_path: Path) -> None:
              "Mixed_7b": inner[3][1], "Mixed_7c": inner[3][2]}
     state = {f"{name}.{k}": v.contiguous() for name, module in names.items() for k, v in module.state_dict().items()}
     state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    save_file(state, str(weights))
-    loaded = fid_inception(weights)
+    save_file(state, str(path))
+    return random_model
+
+
+def test_fid_inception_loads_a_local_file(tmp_path: Path) -> None:
+    random_model = fid_weights_file(tmp_path / "fid.safetensors")
+    loaded = fid_inception(tmp_path / "fid.safetensors")
     images = list(np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8))
     a, b = inception_features(random_model, images), inception_features(loaded, images)
     assert a.shape == (3, 2048)

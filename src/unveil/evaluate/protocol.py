@@ -354,7 +354,7 @@ def headline(pairs: pd.DataFrame) -> dict[str, float]:
 
 def perceptual_scores(manifest: Manifest, media: list[Medium], config: EvaluateConfig, skipped: dict[str, str],
                       progress: bool = True) -> pd.DataFrame:
-    """LPIPS (frame pairs by index, every ``image_every``-th) and batched FastFID for the N-S / N-C / N1-N2 pairs,
+    """LPIPS (frame pairs by index, every ``image_every``-th) and batched FastFID for the N1-N2, N-S, N-C and N-G pairs,
     when the weights exist; otherwise the reason is recorded in ``skipped`` and nothing is computed."""
     from unveil.metrics.perceptual import LPIPS, batched_fid, fid_inception, inception_features
 
@@ -377,8 +377,9 @@ def perceptual_scores(manifest: Manifest, media: list[Medium], config: EvaluateC
     rows = []
     with progress_bar(len(pairs), "perceptual scores", progress) as advance:
         for label, ref_key, other_key, task, rec in pairs:
-            a = [f.image for f in read_frames(paths[ref_key])][::config.image_every]
-            b = [f.image for f in read_frames(paths[other_key])][::config.image_every]
+            every = range(0, 1 << 62, config.image_every)  # only these frames are converted and kept
+            a = [f.image for f in read_frames(paths[ref_key], only=every)]
+            b = [f.image for f in read_frames(paths[other_key], only=every)]
             n = min(len(a), len(b))
             row = {"subject": rec.subject, "task": task, "pair": label}
             if lpips_metric is not None:
