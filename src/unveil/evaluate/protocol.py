@@ -354,8 +354,8 @@ def headline(pairs: pd.DataFrame) -> dict[str, float]:
 
 def perceptual_scores(manifest: Manifest, media: list[Medium], config: EvaluateConfig, skipped: dict[str, str],
                       progress: bool = True) -> pd.DataFrame:
-    """LPIPS (frame pairs by index, every ``image_every``-th) and batched FastFID for the N1-N2, N-S, N-C and N-G pairs,
-    when the weights exist; otherwise the reason is recorded in ``skipped`` and nothing is computed."""
+    """LPIPS (frame pairs by index, every ``image_every``-th) and batched FastFID for the N1-N2, N-S, N-C and N-G
+    pairs, when the weights exist; otherwise the reason is recorded in ``skipped`` and nothing is computed."""
     from unveil.metrics.perceptual import LPIPS, batched_fid, fid_inception, inception_features
 
     lpips_metric = fid_model = None
