@@ -304,11 +304,13 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
 
     tables_dir, figures_dir = ensure_dir(out / "tables"), ensure_dir(out / "figures")
     summary: dict = {"options": options.describe(), "analyzers": config.analyzers, "every": config.every,
+                     "min_found": config.min_found,
                      "excluded": config.exclude, "tables": {}, "figures": []}
     for name in config.analyzers:
         chosen = pairs[pairs["analyzer"] == name] if len(pairs) else pairs
         table = format_table(chosen)
-        _write_table(table, tables_dir / f"au_{name}", f"AU time series, analyzer {name}: {options.describe()}")
+        _write_table(table, tables_dir / f"au_{name}", f"AU time series, analyzer {name}: {options.describe()}. "
+                     f"n/a: the analyzer found a face in fewer than {config.min_found:.0%} of one video's frames.")
         summary["tables"][f"au_{name}"] = table.to_dict()
         summary.setdefault("headline", {})[name] = headline(chosen)
         figure = pair_bars(chosen, figures_dir / f"dtw_{name}.png", f"DTW of the AU time series ({name})")

@@ -67,7 +67,8 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="note">Comparison options: {html.escape(metrics.get("options", ""))}. '
              f'Signals left out: {html.escape(", ".join(metrics.get("excluded", [])) or "none")}. '
-             f'Every {metrics.get("every", 1)}. frame analysed.</p>']
+             f'Every {metrics.get("every", 1)}. frame analysed. n/a: the analyzer found a face in fewer than '
+             f'{metrics.get("min_found", 0.5):.0%} of one video\'s frames (a failed analysis, not a distance).</p>']
     headline = metrics.get("headline", {})
     if headline:
         parts.append("<h2>Headline: mean DTW of the AU time series</h2>")
