@@ -336,9 +336,9 @@ def evaluate(
     config: Annotated[Optional[Path], typer.Option(help="YAML with any evaluate option.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Seed 000's protocol: per subject and task, the AU time series of N1-N2, N1-S1, N1-C1, N2-S2, N2-C2 (and S, C
-    against the hidden truth G on the synthetic benchmark) compared by DTW and shift-searched MAPE, mean ± std
-    over subjects; pixel and perceptual scores; figures."""
+    """Seed 000's protocol: AU time series of N1-N2, N1-S1, N1-C1, N2-S2, N2-C2 per subject and task
+    (with hidden truth also N-G, G-S, G-C) by DTW and shift-searched MAPE, mean ± std over subjects;
+    pixel and perceptual scores; figures."""
     from unveil.config import read_yaml_mapping, validate_config
     from unveil.data.manifest import load_manifest
     from unveil.evaluate.protocol import EvaluateConfig, evaluate as run_evaluate
