@@ -73,3 +73,23 @@ def test_folder_of_images(checkpoint: Path, tmp_path: Path) -> None:
         cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((40, 40, 3), 60 * i, np.uint8))
     result = restore(checkpoint, folder, tmp_path / "out", crop="none", batch_size=2, progress=False)
     assert len(list(read_frames(result.output))) == 3
+
+
+def test_every_occluded_recording_of_a_manifest(checkpoint: Path, tmp_path: Path) -> None:
+    from unveil.data.manifest import load_manifest
+    from unveil.restore import restore_recordings
+
+    root = checkpoint.parents[2]  # the fixture's folder: bench/, prepared/, run/
+    manifest = load_manifest(root / "bench" / "manifest.yaml")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "pooled").symlink_to(root / "run")  # no per-subject model: the pooled one is used
+    outputs = restore_recordings(manifest, runs, tmp_path / "restored", root / "prepared", progress=False)
+    occluded = manifest.select(condition="occluded")
+    assert sorted(outputs) == sorted(r.id for r in occluded)
+    for rec in occluded:
+        assert outputs[rec.id] == tmp_path / "restored" / f"{rec.id}.mp4"
+        assert probe(outputs[rec.id]).n_frames == probe(manifest.resolve(rec.media), fps=rec.fps).n_frames
+    stamp = outputs[occluded[0].id].stat().st_mtime_ns
+    restore_recordings(manifest, runs, tmp_path / "restored", root / "prepared", resume=True, progress=False)
+    assert outputs[occluded[0].id].stat().st_mtime_ns == stamp  # resume keeps what is there
