@@ -101,3 +101,12 @@ def test_analyzer_errors_are_one_sentence(tmp_path: Path) -> None:
         (tmp_path / "v.mp4").write_bytes(b"")
         with pytest.raises(UnveilError, match="py-feat is not installed"):
             analyze(tmp_path / "v.mp4", "pyfeat")
+
+
+def test_dlib_detects_small_faces_and_misses_sensor_covered_ones(synthetic) -> None:  # noqa: ANN001
+    normal = synthetic.select(condition="normal")[0]
+    occluded = synthetic.select(condition="occluded")[0]
+    found = analyze_media(synthetic.resolve(normal.media), make_analyzer("dlib68"), progress=False, every=5)
+    assert found["face_found"].all()  # 128 px frames: searched at twice the size
+    covered = analyze_media(synthetic.resolve(occluded.media), make_analyzer("dlib68"), progress=False, every=5)
+    assert covered["face_found"].mean() < 0.2  # why evaluate fits dlib's points in a fixed session box instead
