@@ -101,6 +101,7 @@ def test_version_and_help() -> None:
         (["train", "classifier", "--samples", "nowhere", "--out", "f", "--features", "pixels"], "not available yet"),
         (["evaluate", "missing.yaml", "-o", "ev"], "missing.yaml does not exist"),
         (["report", "nowhere"], "nowhere is not a folder"),
+        (["evaluate", "missing.yaml", "-o", "ev", "--analyzer", "magic"], "should be 'mesh', 'dlib68' or 'forest'"),
     ],
 )
 def test_analysis_commands_fail_in_one_sentence(tmp_path: Path, args: list[str], expected: str) -> None:

@@ -10,7 +10,8 @@ from unveil.analysis.base import Analyzer, FrameResult, analyze_frames, analyze_
 from unveil.analysis.landmark import Box4
 from unveil.errors import UnveilError
 
-#: Analyzers unveil runs itself (``openface`` imports a CSV, ``pyfeat`` runs the optional py-feat package).
+#: Analyzer names: three frame analyzers unveil runs itself, and two adapters that read a whole file
+#: (``openface`` imports its CSV, ``pyfeat`` runs the optional py-feat package on a video).
 ANALYZERS = ("mesh", "dlib68", "forest", "openface", "pyfeat")
 
 

@@ -33,7 +33,7 @@ Kind = Literal["N", "S", "C", "G"]  # normal, sensor (occluded), clean (restored
 class EvaluateConfig(Config):
     """Options of ``unveil evaluate`` (YAML keys = these names)."""
 
-    analyzers: list[str] = Field(default_factory=lambda: ["dlib68"], description="mesh, dlib68, forest.")
+    analyzers: list[Literal["mesh", "dlib68", "forest"]] = Field(default_factory=lambda: ["dlib68"], min_length=1)
     forest: str | None = Field(default=None, description="Forest model for the forest analyzer.")
     every: int = Field(default=1, ge=1, description="Analyse every n-th frame.")
     exclude: list[str] = Field(default_factory=lambda: ["AU43"],
