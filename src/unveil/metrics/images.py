@@ -7,15 +7,23 @@ import numpy as np
 from unveil.errors import UnveilError
 
 
-def _region(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _mask_of(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+    """Check that two images (and the mask, if any) match in size; the mask as booleans."""
     if a.shape != b.shape:
         raise UnveilError(f"Images of different shapes cannot be compared: {a.shape} and {b.shape}.")
-    a, b = a.astype(np.float64), b.astype(np.float64)
     if mask is None:
-        return a.ravel(), b.ravel()
+        return None
     inside = np.asarray(mask) > 0
     if inside.shape != a.shape[:2]:
         raise UnveilError(f"The mask is {inside.shape}, the images are {a.shape[:2]}.")
+    return inside
+
+
+def _region(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    inside = _mask_of(a, b, mask)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if inside is None:
+        return a.ravel(), b.ravel()
     return a[inside].ravel(), b[inside].ravel()
 
 
@@ -39,15 +47,11 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_rang
     over ``mask`` pixels of the SSIM map if given."""
     from skimage.metrics import structural_similarity
 
-    if a.shape != b.shape:
-        raise UnveilError(f"Images of different shapes cannot be compared: {a.shape} and {b.shape}.")
+    inside = _mask_of(a, b, mask)
     channel_axis = 2 if a.ndim == 3 else None
     score, full = structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=data_range,
                                         channel_axis=channel_axis, full=True)
-    if mask is None:
+    if inside is None:
         return float(score)
-    inside = np.asarray(mask) > 0
-    if inside.shape != a.shape[:2]:
-        raise UnveilError(f"The mask is {inside.shape}, the images are {a.shape[:2]}.")
     values = full[inside]
     return float(values.mean()) if values.size else float("nan")
