@@ -164,9 +164,7 @@ def train_forest(samples: str | os.PathLike[str], out: str | os.PathLike[str], *
     """Fit the landmark forest on prepared face crops with AU labels (``unveil prepare`` on a data set whose
     frames tables hold AUs, e.g. the synthetic benchmark): landmarks by ``landmarks`` on each crop of the
     ``condition`` recordings, train split to fit, val split to score. Writes ``out`` (safetensors)."""
-    import cv2
-
-    from unveil.data.datasets import load_samples, select
+    from unveil.data.datasets import load_image, load_samples, select
     from unveil.data.landmarks import DlibLandmarker, make_landmarker
     from unveil.progress import progress_bar
 
@@ -182,7 +180,7 @@ def train_forest(samples: str | os.PathLike[str], out: str | os.PathLike[str], *
     points, keep = [], []
     with progress_bar(len(labelled), f"landmarks ({landmarks})", progress) as advance:
         for i, image_path in enumerate(labelled["image"]):
-            image = cv2.cvtColor(cv2.imread(str(root / image_path)), cv2.COLOR_BGR2RGB)
+            image = load_image(root / image_path)
             found = model(image)
             if found.points is not None:
                 points.append(found.points)
