@@ -54,9 +54,10 @@ def signal_over_time(manifest: Manifest, tables: dict[str, pd.DataFrame], signal
     anchor = next((series[k] for k in ("G", "C", "S") if series[k] is not None and series[k]["face_found"].any()), None)
     shift = 0
     if anchor is not None:
-        _, shift = best_shift_mape(prepare_series(reference[signal].to_numpy()),
-                                   prepare_series(anchor[signal].to_numpy()), int(options.max_shift_seconds * fps),
-                                   min_overlap=options.min_overlap)
+        _, best = best_shift_mape(prepare_series(reference[signal].to_numpy()),
+                                  prepare_series(anchor[signal].to_numpy()), int(options.max_shift_seconds * fps),
+                                  min_overlap=options.min_overlap)
+        shift = best or 0  # a signal at zero throughout has no best shift: plot unmoved
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(9, 3.2))
     axis.plot(reference["time"], reference[signal], color=COLOURS["N"], label=LABELS["N"], lw=1.4)

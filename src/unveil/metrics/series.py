@@ -175,11 +175,12 @@ def mape_shifts_loop(reference: np.ndarray, estimate: np.ndarray, max_shift: int
 
 
 def best_shift_mape(reference: np.ndarray, estimate: np.ndarray, max_shift: int, **options: object
-                    ) -> tuple[float, int]:
-    """The smallest MAPE over the shifts and the shift (frames; ``estimate`` lags by it) that gives it."""
+                    ) -> tuple[float, int | None]:
+    """The smallest MAPE over the shifts and the shift (frames; ``estimate`` lags by it) that gives it; NaN and
+    None when no shift has a reference value to divide by (a signal that stays at zero)."""
     values = mape_shifts(reference, estimate, max_shift, **options)  # type: ignore[arg-type]
     if np.all(np.isnan(values)):
-        raise UnveilError("No shift leaves enough overlap between the two series for a MAPE.")
+        return float("nan"), None
     k = int(np.nanargmin(values))
     return float(values[k]), k - max_shift
 
@@ -191,11 +192,8 @@ def compare_series(reference: np.ndarray, estimate: np.ndarray, fps: float, opti
     MAPE and its shift are NaN when no shift has a reference value to divide by (a signal that stays at zero)."""
     a = prepare_series(reference, options.normalise)
     b = prepare_series(estimate, options.normalise)
-    values = mape_shifts(a, b, int(round(options.max_shift_seconds * fps)), denominator=options.mape_denominator,
-                         eps=options.eps, min_overlap=options.min_overlap)
-    if np.all(np.isnan(values)):
-        mape, shift = float("nan"), float("nan")
-    else:
-        k = int(np.nanargmin(values))
-        mape, shift = float(values[k]), (k - (len(values) - 1) // 2) / fps
+    mape, frames = best_shift_mape(a, b, int(round(options.max_shift_seconds * fps)),
+                                   denominator=options.mape_denominator, eps=options.eps,
+                                   min_overlap=options.min_overlap)
+    shift = float("nan") if frames is None else frames / fps
     return {"dtw": dtw_distance(a, b, options.window), "mape": mape, "shift_s": shift}
