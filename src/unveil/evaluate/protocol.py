@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from unveil.analysis.forest import LandmarkForest
 from unveil.config import Config
 from unveil.data.manifest import Manifest, Recording
 from unveil.errors import UnveilError
@@ -285,9 +286,10 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     pair_rows = []
     series: dict[str, dict[str, pd.DataFrame]] = {}
     for name in config.analyzers:
-        if name == "forest" and "dlib68" in series and _forest_landmarks(config) == "dlib68":
+        forest = LandmarkForest.load(config.forest) if name == "forest" else None
+        if forest is not None and forest.landmarks == "dlib68" and "dlib68" in series:
             # the forest reads the same dlib landmarks: no second pass over the videos
-            tables = _forest_from_dlib(series["dlib68"], config, ensure_dir(out / "timeseries" / name))
+            tables = _forest_from_dlib(series["dlib68"], forest, ensure_dir(out / "timeseries" / name))
         else:
             tables = analyse_all(media, name, ensure_dir(out / "timeseries" / name), config, boxes, progress)
         series[name] = tables
@@ -376,10 +378,17 @@ def perceptual_scores(manifest: Manifest, media: list[Medium], config: EvaluateC
 
     paths = {m.key: m.path for m in media}
     pairs = [p for p in protocol_pairs(manifest, set(paths)) if not p[0].startswith("G")]
+    every = range(0, 1 << 62, config.image_every)  # only these frames are converted and kept
+    features: dict[str, np.ndarray] = {}  # Inception features per video: N takes part in several pairs
+
+    def features_of(key: str, images: list[np.ndarray]) -> np.ndarray:
+        if key not in features:
+            features[key] = inception_features(fid_model, images)
+        return features[key]
+
     rows = []
     with progress_bar(len(pairs), "perceptual scores", progress) as advance:
         for label, ref_key, other_key, task, rec in pairs:
-            every = range(0, 1 << 62, config.image_every)  # only these frames are converted and kept
             a = [f.image for f in read_frames(paths[ref_key], only=every)]
             b = [f.image for f in read_frames(paths[other_key], only=every)]
             n = min(len(a), len(b))
@@ -387,7 +396,7 @@ def perceptual_scores(manifest: Manifest, media: list[Medium], config: EvaluateC
             if lpips_metric is not None:
                 row["lpips"] = float(np.mean(lpips_metric(a[:n], b[:n])))
             if fid_model is not None:
-                row["fid"] = batched_fid(inception_features(fid_model, a), inception_features(fid_model, b))
+                row["fid"] = batched_fid(features_of(ref_key, a), features_of(other_key, b))
             rows.append(row)
             advance(1)
     return pd.DataFrame(rows)
@@ -408,18 +417,11 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def _forest_landmarks(config: EvaluateConfig) -> str:
-    from unveil.analysis.forest import LandmarkForest
-
-    return LandmarkForest.load(config.forest).landmarks
-
-
-def _forest_from_dlib(tables: dict[str, pd.DataFrame], config: EvaluateConfig, cache: Path
+def _forest_from_dlib(tables: dict[str, pd.DataFrame], forest: LandmarkForest, cache: Path
                       ) -> dict[str, pd.DataFrame]:
     from unveil.analysis.base import write_timeseries
-    from unveil.analysis.forest import LandmarkForest, forest_from_landmarks
+    from unveil.analysis.forest import forest_from_landmarks
 
-    forest = LandmarkForest.load(config.forest)
     derived = {key: forest_from_landmarks(table, forest) for key, table in tables.items()}
     for key, table in derived.items():
         write_timeseries(table, cache / f"{key}.parquet")
