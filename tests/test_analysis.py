@@ -31,11 +31,11 @@ FOLLOWED = {"dlib68": ("AU12", "AU25"), "mesh": ("AU02", "AU10", "AU12", "AU25",
 
 @pytest.mark.parametrize("landmarks", ["dlib68", "mesh"])
 def test_measures_follow_the_true_aus(synthetic, landmarks: str) -> None:  # noqa: ANN001
-    from unveil.evaluate.protocol import session_boxes
+    from unveil.evaluate.protocol import dlib_session_boxes
 
     normal = synthetic.select(condition="normal")[0]
     truth = pd.read_parquet(synthetic.resolve(normal.frames))
-    box = session_boxes(synthetic)[(normal.subject, normal.session)] if landmarks == "dlib68" else None
+    box = dlib_session_boxes(synthetic)[(normal.subject, normal.session)] if landmarks == "dlib68" else None
     table = analyze_media(synthetic.resolve(normal.media), make_analyzer(landmarks, box=box), progress=False)
     assert list(table.columns[:4]) == ["frame", "time", "face_found", "confidence"]
     assert set(GEOMETRY_AUS) <= set(table.columns) and set(LANDMARK_COLUMNS) <= set(table.columns)

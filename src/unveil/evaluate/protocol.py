@@ -98,9 +98,12 @@ def media_of(manifest: Manifest, restored: Path | None) -> list[Medium]:
     return media
 
 
-def session_boxes(manifest: Manifest, frames: int = 30) -> dict[tuple[str, str], tuple[float, float, float, float]]:
+def dlib_session_boxes(manifest: Manifest, frames: int = 30
+                       ) -> dict[tuple[str, str], tuple[float, float, float, float]]:
     """A fixed dlib face box per subject and session: the median HOG detection on ``frames`` frames of the
-    session's normal recordings (a fixed camera; dlib misses most sensor-covered faces, so it is not asked)."""
+    session's normal recordings (a fixed camera; dlib misses most sensor-covered faces, so it is not asked).
+    Tight around the face, for dlib's shape predictor; ``data.prepare.session_boxes`` gives prepare's wider
+    crop boxes from mediapipe."""
     from unveil.data.landmarks import DlibLandmarker
     from unveil.data.video import probe, read_frames
 
@@ -279,7 +282,7 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     if "forest" in config.analyzers and not config.forest:
         raise UnveilError("The forest analyzer needs a model: set 'forest' (unveil train classifier).")
     media = media_of(manifest, restored_dir)
-    boxes = session_boxes(manifest) if {"dlib68", "forest"} & set(config.analyzers) else {}
+    boxes = dlib_session_boxes(manifest) if {"dlib68", "forest"} & set(config.analyzers) else {}
     write_text_atomic(out / "boxes.json", json.dumps({f"{k[0]}/{k[1]}": v for k, v in boxes.items()}, indent=1))
     options = config.series_options()
     skipped: dict[str, str] = {}
