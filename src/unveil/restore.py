@@ -214,15 +214,13 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
         raise UnveilError("The manifest has no occluded recordings to restore.")
     boxes: dict[str, Box] = {}
     if samples is not None:
-        import pandas as pd
+        from unveil.data.datasets import load_samples
 
-        table = pd.read_parquet(Path(samples) / "samples.parquet", columns=["recording", "box_x", "box_y", "box_size"])
-        first = table.drop_duplicates("recording").set_index("recording")
+        first = load_samples(samples)[0].drop_duplicates("recording").set_index("recording")
         boxes = {rid: Box(r.box_x, r.box_y, r.box_size, r.box_size) for rid, r in first.iterrows()}
-    missing = [r for r in occluded if r.id not in boxes]
+    missing = {(r.subject, r.session) for r in occluded if r.id not in boxes}
     if missing:
-        boxes.update(session_boxes([r for r in manifest.recordings
-                                    if any((r.subject, r.session) == (m.subject, m.session) for m in missing)],
+        boxes.update(session_boxes([r for r in manifest.recordings if (r.subject, r.session) in missing],
                                    manifest.root, PrepareConfig()))
     folder = ensure_dir(out)
     outputs = {}

@@ -5,11 +5,11 @@ restorer output and for occlusion-aware compositing (given mask, or estimated fr
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from unveil.data.datasets import load_samples
 from unveil.data.faces import Box, CropTransform
 from unveil.data.manifest import Manifest
 from unveil.data.video import read_frames
@@ -27,7 +27,7 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``).
     """
     restorer = load_restorer(checkpoint)
-    table = pd.read_parquet(Path(samples) / "samples.parquet")
+    table, _ = load_samples(samples)
     rows = []
     for rec in manifest.select(subject=subject, condition="occluded"):
         if rec.ground_truth is None or rec.mask is None:
