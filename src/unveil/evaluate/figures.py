@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unveil.data.manifest import Manifest
+from unveil.data.manifest import Manifest, Recording
 from unveil.files import atomic_path
 from unveil.metrics.series import SeriesOptions, best_shift_mape, prepare_series
 
@@ -32,6 +32,14 @@ def _save(figure, path: Path) -> Path:  # noqa: ANN001 - a matplotlib figure
     return path
 
 
+def _first_session(recs: list[Recording]) -> tuple[Recording | None, Recording | None]:
+    """The first normal and the first occluded recording of the earliest session among ``recs``."""
+    first = min((r.session for r in recs), default=None)
+    normal = next((r for r in recs if r.session == first and r.condition == "normal"), None)
+    occluded = next((r for r in recs if r.session == first and r.condition == "occluded"), None)
+    return normal, occluded
+
+
 def signal_over_time(manifest: Manifest, tables: dict[str, pd.DataFrame], signal: str, analyzer: str,
                      options: SeriesOptions, path: Path, subject: str | None = None, task: str | None = None,
                      fps_step: int = 1) -> Path | None:
@@ -40,10 +48,7 @@ def signal_over_time(manifest: Manifest, tables: dict[str, pd.DataFrame], signal
     subject = subject or manifest.subjects()[0]
     tasks = sorted({r.task for r in manifest.select(subject=subject)})
     task = task or ("schaede" if "schaede" in tasks else tasks[0])
-    recs = manifest.select(subject=subject, task=task)
-    sessions = sorted({r.session for r in recs})
-    normal = next((r for r in recs if r.session == sessions[0] and r.condition == "normal"), None)
-    occluded = next((r for r in recs if r.session == sessions[0] and r.condition == "occluded"), None)
+    normal, occluded = _first_session(manifest.select(subject=subject, task=task))
     if normal is None or occluded is None or f"{normal.id}.N" not in tables:
         return None
     reference = tables[f"{normal.id}.N"]
@@ -108,10 +113,8 @@ def frame_strip(manifest: Manifest, restored: Path | None, path: Path, task: str
 
     rows, labels = [], []
     for subject in manifest.subjects():
-        recs = manifest.select(subject=subject, task=task) or manifest.select(subject=subject)
-        sessions = sorted({r.session for r in recs})
-        occluded = next((r for r in recs if r.session == sessions[0] and r.condition == "occluded"), None)
-        normal = next((r for r in recs if r.session == sessions[0] and r.condition == "normal"), None)
+        normal, occluded = _first_session(manifest.select(subject=subject, task=task)
+                                          or manifest.select(subject=subject))
         if occluded is None:
             continue
         index = (occluded.n_frames or 2) // 2
