@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+import pandas as pd
 import torch
 from pydantic import Field
 from torch import nn
+from torch.utils.data import Dataset
 
 from unveil.config import Config
 from unveil.methods.gan import GANLoss, GanMode, ImagePool, gradient_penalty
 from unveil.nets import define_D, define_G
+
+if TYPE_CHECKING:
+    from unveil.train.loop import TrainConfig
+    from unveil.train.method import Autocast, Backward, Batches
 
 
 class CycleGANConfig(Config):
@@ -135,6 +142,73 @@ class CycleGAN(nn.Module):
         fake_A = self.fake_A_pool.query(generated["fake_A"]) if use_pool else generated["fake_A"]
         return {"D_A": self.discriminator_loss(self.D_A, batch["B"], fake_B),
                 "D_B": self.discriminator_loss(self.D_B, batch["A"], fake_A)}
+
+
+class CycleGANMethod:
+    """CycleGAN in the training loop: unpaired A (``domain_a``) and B (``domain_b``) frames; generators, then
+    discriminators (frozen while the generators learn), as the reference code's ``optimize_parameters``."""
+
+    name = "cyclegan"
+    monitor = "total"
+
+    def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
+        from unveil.data.datasets import Augment, UnpairedDataset, select
+
+        c = self.config = config
+        self.model = self.module = CycleGAN(config.model, seed=seed)
+        self.train_set: Dataset = UnpairedDataset(root, select(table, c.domain_a, "train"),
+                                                  select(table, c.domain_b, "train"),
+                                                  Augment(c.load_size, c.crop_size, c.flip), seed=seed)
+        val_a, val_b = select(table, c.domain_a, "val"), select(table, c.domain_b, "val")
+        self.val_set: Dataset | None = (
+            UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False), seed=seed)
+            if len(val_a) and len(val_b) else None)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.model.make_optimizers()
+
+    def train_step(self, batch: dict[str, torch.Tensor], backward: Backward, autocast: Autocast
+                   ) -> dict[str, torch.Tensor]:
+        model = self.model
+        with autocast():
+            set_requires_grad(model.discriminators, False)
+            g_total, parts, generated = model.generator_losses(batch)
+        backward(g_total)
+        set_requires_grad(model.discriminators, True)
+        with autocast():
+            d_parts = model.discriminator_losses(batch, generated)
+        backward(d_parts["D_A"] + d_parts["D_B"])
+        return {**parts, **d_parts}
+
+    def validate(self, batches: Batches) -> dict[str, float]:
+        """Mean generator losses, their total and the plain L1 change |G_A(a) - a|."""
+        from unveil.train.method import weighted_means
+
+        def values(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            total, parts, generated = self.model.generator_losses(batch)
+            return {**parts, "total": total, "change_A": (generated["fake_B"] - batch["A"]).abs().mean()}
+
+        return weighted_means(batches, values, "A")
+
+    def sample_rows(self, items: list[dict[str, Any]]) -> list[torch.Tensor]:
+        """Real A, G_A(A), G_B(G_A(A)), real B, G_B(B), G_A(G_B(B)) (like seed 000's Fig. 4)."""
+        device = next(self.model.parameters()).device
+        a = torch.stack([it["A"] for it in items]).to(device)
+        b = torch.stack([it["B"] for it in items]).to(device)
+        fake_b, fake_a = self.model.G_A(a), self.model.G_B(b)
+        return [a, fake_b, self.model.G_B(fake_b), b, fake_a, self.model.G_A(fake_a)]
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        pools = (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool))
+        return {f"pool/{name}/{k}": v for name, pool in pools for k, v in pool.state().items()}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        for name, pool in (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool)):
+            prefix = f"pool/{name}/"
+            pool.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, device)
 
 
 def set_requires_grad(nets: list[nn.Module], requires_grad: bool) -> None:

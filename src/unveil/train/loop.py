@@ -23,26 +23,29 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import DataLoader, Sampler
 
 from unveil.config import Config
-from unveil.data.datasets import Augment, UnpairedDataset, load_samples, select
+from unveil.data.datasets import load_samples
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
-from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
+from unveil.methods.classifier import ClassifierConfig
+from unveil.methods.cyclegan import CycleGANConfig
 from unveil.progress import progress_bar
 from unveil.train.checkpoint import (flatten_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
                                      unflatten_state)
+from unveil.train.method import make_method
 
 LATEST = "latest.safetensors"
+MODEL_CONFIGS: dict[str, type[Config]] = {"cyclegan": CycleGANConfig, "classifier": ClassifierConfig}
 
 
 class TrainConfig(Config):
-    """Options of ``unveil train cyclegan`` (schedule and data; the model's own are under ``model``)."""
+    """Options of ``unveil train`` (schedule and data; the method's own are under ``model``)."""
 
-    method: Literal["cyclegan"] = "cyclegan"
-    model: CycleGANConfig = Field(default_factory=CycleGANConfig)
+    method: Literal["cyclegan", "classifier"] = "cyclegan"
+    model: CycleGANConfig | ClassifierConfig = Field(default_factory=CycleGANConfig)
     n_epochs: int = Field(default=15, ge=0, description="Epochs at the initial learning rate.")
     n_epochs_decay: int = Field(default=15, ge=0, description="Epochs of decay to zero afterwards.")
     lr_policy: Literal["linear", "step", "plateau", "cosine"] = "linear"
@@ -59,9 +62,27 @@ class TrainConfig(Config):
     save_epoch_freq: int = Field(default=5, ge=1)
     save_latest_freq: int = Field(default=0, ge=0, description="Also save 'latest' every N iterations (0: off).")
     n_samples: int = Field(default=4, ge=1, description="Validation images in the per-epoch sample grid.")
-    domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"})
-    domain_b: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"})
+    domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"},
+                                     description="Rows of domain A (unpaired methods).")
+    domain_b: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"},
+                                     description="Rows of domain B (unpaired methods).")
     subjects: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_of_method(cls, data: Any) -> Any:
+        """``model`` given as a mapping is read as the options of ``method``'s model."""
+        if isinstance(data, dict) and (data.get("model") is None or isinstance(data.get("model"), dict)):
+            kind = MODEL_CONFIGS.get(data.get("method", "cyclegan"))
+            if kind is not None:
+                data = {**data, "model": kind.model_validate(data.get("model") or {})}
+        return data
+
+    @model_validator(mode="after")
+    def _model_matches_method(self) -> TrainConfig:
+        if not isinstance(self.model, MODEL_CONFIGS[self.method]):
+            raise ValueError(f"method {self.method} needs {MODEL_CONFIGS[self.method].__name__} options as model")
+        return self
 
     @property
     def total_epochs(self) -> int:
@@ -123,7 +144,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
 
 
 class Trainer:
-    """Runs one training (one subject, or pooled) into ``run_dir``."""
+    """Runs one training (one subject, or pooled) of ``config.method`` into ``run_dir``."""
 
     def __init__(self, samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
         if config.crop_size > config.load_size:
@@ -142,18 +163,13 @@ class Trainer:
         table, root = load_samples(samples)
         if config.subjects:
             table = table[table["subject"].isin(config.subjects)]
-        augment = Augment(config.load_size, config.crop_size, config.flip)
-        self.train_set = UnpairedDataset(root, select(table, config.domain_a, "train"),
-                                         select(table, config.domain_b, "train"), augment, seed=config.seed)
-        val_a, val_b = select(table, config.domain_a, "val"), select(table, config.domain_b, "val")
-        self.val_set = (UnpairedDataset(root, val_a, val_b, Augment(config.load_size, config.crop_size, train=False),
-                                        seed=config.seed) if len(val_a) and len(val_b) else None)
-
-        self.model = CycleGAN(config.model, seed=config.seed).to(self.device)
+        self.method = make_method(config, table, root, config.seed)
+        self.train_set, self.val_set = self.method.train_set, self.method.val_set
+        self.model = self.method.module.to(self.device)
         if self.world > 1:
             for p in self.model.parameters():
                 dist.broadcast(p.data, 0)
-        self.optimizers = self.model.make_optimizers()
+        self.optimizers = self.method.optimizers()
         self.schedulers = {k: make_scheduler(o, config) for k, o in self.optimizers.items()}
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -164,14 +180,14 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"method": "cyclegan", "epoch": self.epoch, "batch": self.batch, "sums": self.sums,
-                                "config": self.config.model_dump(mode="json"), "history": self.history}
+        meta: dict[str, Any] = {"method": self.method.name, "epoch": self.epoch, "batch": self.batch,
+                                "sums": self.sums, "config": self.config.model_dump(mode="json"),
+                                "outputs": self.method.describe(), "history": self.history}
         meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
         meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
                               for k, s in self.schedulers.items()}
         meta["scaler"] = flatten_state("scaler", self.scaler.state_dict(), tensors)
-        for name, pool in (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool)):
-            tensors.update({f"pool/{name}/{k}": v for k, v in pool.state().items()})
+        tensors.update({f"extra/{k}": v for k, v in self.method.extra_state().items()})
         rng_tensors, rng_meta = rng_state()
         tensors.update(rng_tensors)
         meta["rng"] = rng_meta
@@ -183,15 +199,15 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path, device="cpu")
+        if meta.get("method") != self.method.name:
+            raise UnveilError(f"{path} holds a '{meta.get('method')}' run; this run trains {self.method.name}.")
         self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
         for k, o in self.optimizers.items():
             o.load_state_dict(unflatten_state(meta["optimizers"][k], tensors))
         for k, s in self.schedulers.items():
             s.load_state_dict(unflatten_state(meta["schedulers"][k], tensors))
         self.scaler.load_state_dict(unflatten_state(meta["scaler"], tensors))
-        for name, pool in (("fake_A_pool", self.model.fake_A_pool), ("fake_B_pool", self.model.fake_B_pool)):
-            prefix = f"pool/{name}/"
-            pool.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, self.device)
+        self.method.load_extra_state({k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}, self.device)
         set_rng_state(tensors, meta["rng"])
         self.epoch, self.batch, self.sums, self.history = meta["epoch"], meta["batch"], meta["sums"], meta["history"]
 
@@ -206,20 +222,21 @@ class Trainer:
                         dist.all_reduce(p.grad)
                         p.grad /= self.world
 
-    def step(self, batch: dict[str, torch.Tensor], update: bool) -> dict[str, float]:
+    def _on_device(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def step(self, batch: dict[str, Any], update: bool) -> dict[str, float]:
         """Forward and backward one batch; step the optimisers when ``update`` (the last of an accumulation)."""
-        model, accumulate = self.model, self.config.accumulate
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            set_requires_grad(model.discriminators, False)
-            g_total, parts, generated = model.generator_losses(batch)
-        self.scaler.scale(g_total / accumulate).backward()
-        set_requires_grad(model.discriminators, True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            d_parts = model.discriminator_losses(batch, generated)
-            d_total = d_parts["D_A"] + d_parts["D_B"]
-        self.scaler.scale(d_total / accumulate).backward()
-        losses = {k: float(v.detach()) for k, v in {**parts, **d_parts}.items()}
+        accumulate = self.config.accumulate
+
+        def backward(loss: torch.Tensor) -> None:
+            self.scaler.scale(loss / accumulate).backward()
+
+        def autocast() -> Any:
+            return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+
+        parts = self.method.train_step(self._on_device(batch), backward, autocast)
+        losses = {k: float(v.detach()) for k, v in parts.items()}
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
             raise UnveilError(f"The loss {bad[0]} became {losses[bad[0]]} at epoch {self.epoch}, batch {self.batch}; "
@@ -236,35 +253,27 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean generator losses (and the plain L1 change |G_A(a) - a|) over the validation split."""
+        """The method's values over the validation split, prefixed ``val_``."""
         if self.val_set is None:
             return {}
         self.model.eval()
-        sums: dict[str, float] = {}
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size, shuffle=False)
-        for batch in loader:
-            batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            total, parts, generated = self.model.generator_losses(batch)
-            parts = {**parts, "total": total, "change_A": (generated["fake_B"] - batch["A"]).abs().mean()}
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(batch["A"])
+        values = self.method.validate(self._on_device(batch) for batch in loader)
         self.model.train()
-        return {f"val_{k}": v / len(self.val_set) for k, v in sums.items()}
+        return {f"val_{k}": v for k, v in values.items()}
 
     @torch.no_grad()
-    def sample_grid(self) -> torch.Tensor:
-        """Rows of real A, G_A(A), G_B(G_A(A)), real B, G_B(B), G_A(G_B(B)) for fixed validation images."""
+    def sample_grid(self) -> torch.Tensor | None:
+        """The method's image rows for fixed validation samples as one grid (None when it has no images)."""
         import torchvision
 
         source = self.val_set or self.train_set
         self.model.eval()
-        items = [source[i] for i in range(min(self.config.n_samples, len(source)))]
-        a = torch.stack([it["A"] for it in items]).to(self.device)
-        b = torch.stack([it["B"] for it in items]).to(self.device)
-        fake_b, fake_a = self.model.G_A(a), self.model.G_B(b)
-        rows = [a, fake_b, self.model.G_B(fake_b), b, fake_a, self.model.G_A(fake_a)]
+        rows = self.method.sample_rows([source[i] for i in range(min(self.config.n_samples, len(source)))])
         self.model.train()
-        return torchvision.utils.make_grid(torch.cat(rows).float().cpu() * 0.5 + 0.5, nrow=len(items), padding=2)
+        if not rows:
+            return None
+        return torchvision.utils.make_grid(torch.cat(rows).float().cpu() * 0.5 + 0.5, nrow=len(rows[0]), padding=2)
 
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -288,7 +297,8 @@ class Trainer:
         with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main) as advance:
             while self.epoch <= config.total_epochs:
                 started = time.perf_counter()
-                self.train_set.set_epoch(self.epoch)
+                if hasattr(self.train_set, "set_epoch"):
+                    self.train_set.set_epoch(self.epoch)
                 sampler = EpochSampler(len(self.train_set), config.seed, self.epoch, self.rank, self.world,
                                        skip=self.batch * config.batch_size)
                 loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=sampler,
@@ -309,12 +319,13 @@ class Trainer:
                     values = torch.tensor(list(means.values()), dtype=torch.float64)
                     dist.all_reduce(values)
                     means = dict(zip(means, (values / self.world).tolist(), strict=True))
-                record = {"epoch": float(self.epoch), **means,
-                          **self.validate(), "lr": self.optimizers["G"].param_groups[0]["lr"],
-                          "seconds": time.perf_counter() - started}
-                for k, s in self.schedulers.items():
-                    if config.lr_policy == "plateau":
-                        s.step(record.get("val_total", record.get("cycle_A", 0.0)))
+                first = next(iter(self.optimizers.values()))
+                record = {"epoch": float(self.epoch), **means, **self.validate(),
+                          "lr": first.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                monitor = self.method.monitor
+                for s in self.schedulers.values():
+                    if config.lr_policy == "plateau":  # validation value, else the training one
+                        s.step(record.get(f"val_{monitor}", record.get(monitor, 0.0)))
                     else:
                         s.step()
                 self.history.append(record)
@@ -338,9 +349,10 @@ class Trainer:
             if k != "epoch":
                 writer.add_scalar(k, v, epoch)
         grid = self.sample_grid()
-        writer.add_image("samples", grid, epoch)
-        with atomic_path(self.run_dir / "samples" / f"epoch_{epoch:03d}.png") as tmp:
-            torchvision.utils.save_image(grid, str(tmp))
+        if grid is not None:
+            writer.add_image("samples", grid, epoch)
+            with atomic_path(self.run_dir / "samples" / f"epoch_{epoch:03d}.png") as tmp:
+                torchvision.utils.save_image(grid, str(tmp))
         history = self.run_dir / "history.csv"
         keys = sorted({k for r in self.history for k in r})
         with atomic_path(history) as tmp, tmp.open("w", newline="") as handle:

@@ -1,0 +1,256 @@
+"""Image AU / emotion models trained by unveil (the ``cnn`` analyzer): one network with an AU-intensity head
+(regression, sigmoid to [0, 1], mean squared error) and an emotion head (softmax over neutral and the basic
+emotions, cross-entropy on the frames that have an emotion label).
+
+Seed 000 analyses with JAA-Net (AUs) and ResMaskNet (emotions), both trained on unobstructed faces, and shows
+that they fail on sensor-covered ones. Trained here on the ``normal`` frames of a prepared benchmark, this
+model plays their part: its time series on S, C and N videos say how much a restoration gives back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from unveil.config import Config
+from unveil.data.datasets import Augment, SeededDataset, load_image, select, to_tensor
+from unveil.errors import UnveilError
+from unveil.facs import BASIC_EMOTIONS
+
+if TYPE_CHECKING:
+    from unveil.train.loop import TrainConfig
+    from unveil.train.method import Autocast, Backward, Batches
+
+IGNORE = -100  # emotion label of frames that have none (cross-entropy's ignore_index)
+
+
+class ClassifierConfig(Config):
+    """Options of the image AU / emotion model (``unveil train classifier --features pixels``)."""
+
+    backbone: Literal["small", "resnet18"] = Field(
+        default="small", description="small: a 4-stage CNN for CPU budgets; resnet18: torchvision's ResNet-18.")
+    width: int = Field(default=32, ge=4, description="Channels of the small CNN's first stage (doubling per stage).")
+    pretrained: str | None = Field(default=None, description="ImageNet weights for resnet18 (a local "
+                                                             "torchvision .pth or .safetensors file).")
+    aus: list[str] | None = Field(default=None, description="AU columns to regress (default: every AU column "
+                                                            "that varies in the training frames).")
+    emotions: list[str] = Field(default_factory=lambda: ["neutral", *BASIC_EMOTIONS],
+                                description="Emotion classes (empty: no emotion head).")
+    emotion_tasks: list[str] = Field(default_factory=lambda: ["emotion"],
+                                     description="Tasks whose 'event' column names the emotion shown.")
+    train_on: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"},
+                                     description="Rows to learn from (default: unobstructed faces only).")
+    au_loss: Literal["bce", "mse"] = Field(default="bce", description="bce: cross-entropy against the intensity "
+                                                                     "(stronger gradients near 0 and 1); mse.")
+    au_weight: float = Field(default=1.0, ge=0)
+    emotion_weight: float = Field(default=0.1, ge=0, description="Weight of the cross-entropy against the AU MSE.")
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FaceClassifier(nn.Module):
+    """Backbone, global average pooling, an AU head and an emotion head. Input: RGB in [-1, 1]."""
+
+    def __init__(self, config: ClassifierConfig, n_aus: int, n_emotions: int) -> None:
+        super().__init__()
+        self.imagenet = config.backbone == "resnet18"
+        if self.imagenet:
+            import torchvision
+
+            self.backbone = torchvision.models.resnet18(weights=None)
+            if config.pretrained:
+                self.backbone.load_state_dict(_load_weights(config.pretrained))
+            features = self.backbone.fc.in_features
+            self.backbone.fc = nn.Identity()
+            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        else:
+            w = config.width
+            self.backbone = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w),
+                                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            features = 8 * w
+        self.dropout = nn.Dropout(config.dropout)
+        self.au_head = nn.Linear(features, n_aus) if n_aus else None
+        self.emotion_head = nn.Linear(features, n_emotions) if n_emotions else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``au_logits`` (intensities are their sigmoid, in [0, 1]) and ``emotion`` logits."""
+        if self.imagenet:
+            x = ((x + 1) / 2 - self.mean) / self.std
+        h = self.dropout(self.backbone(x))
+        out = {}
+        if self.au_head is not None:
+            out["au_logits"] = self.au_head(h)
+        if self.emotion_head is not None:
+            out["emotion"] = self.emotion_head(h)
+        return out
+
+
+def _load_weights(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file: safetensors, or a torch file read with ``weights_only`` (no code runs)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UnveilError(f"The pretrained weights {file} do not exist (torchvision's resnet18-f37072fd.pth, "
+                          "downloaded once elsewhere, can be given here).")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable or unsafe file gets one sentence
+        raise UnveilError(f"{file} is not a plain tensor file ({type(error).__name__}); give torchvision's "
+                          "ResNet-18 state dict.") from None
+
+
+def emotion_labels(table: pd.DataFrame, config: ClassifierConfig) -> pd.Series:
+    """The emotion class name of each row, or None: the ``event`` of rows of an emotion task, when a class."""
+    if "event" not in table.columns or "task" not in table.columns:
+        return pd.Series([None] * len(table), index=table.index, dtype=object)
+    usable = table["task"].isin(config.emotion_tasks) & table["event"].isin(config.emotions)
+    return table["event"].where(usable, None)
+
+
+def resolve_aus(table: pd.DataFrame, config: ClassifierConfig) -> list[str]:
+    """The AU columns to regress: the configured ones (checked), else every AU column that varies."""
+    columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    if config.aus is not None:
+        absent = [a for a in config.aus if a not in columns]
+        if absent:
+            raise UnveilError(f"samples.parquet has no AU column {', '.join(absent)}.")
+        return list(config.aus)
+    return [c for c in columns if table[c].notna().any() and float(table[c].std()) > 0]
+
+
+class FaceLabelsDataset(SeededDataset):
+    """A crop with its AU vector (NaN where unlabelled) and emotion class index (``IGNORE`` when none)."""
+
+    def __init__(self, root: Path, rows: pd.DataFrame, aus: list[str], emotion: np.ndarray, augment: Augment,
+                 seed: int = 0) -> None:
+        self.root, self.paths, self.augment, self.seed = root, rows["image"].tolist(), augment, seed
+        self.aus = rows[aus].to_numpy(np.float32) if aus else np.zeros((len(rows), 0), np.float32)
+        self.emotion = emotion
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        (image,) = self.augment([load_image(self.root / self.paths[index])], self.rng(index))
+        return {"image": to_tensor(image), "aus": torch.tensor(self.aus[index]),
+                "emotion": torch.tensor(self.emotion[index])}
+
+
+class ClassifierMethod:
+    """The AU / emotion model in the training loop (Adam, the loop's learning-rate policies)."""
+
+    name = "classifier"
+    monitor = "loss"
+
+    def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
+        self.config, c = config, config.model
+        rows = select(table, c.train_on)
+        if rows.empty:
+            raise UnveilError(f"No prepared frames match {c.train_on}; the classifier has nothing to learn from.")
+        self.aus = resolve_aus(rows[rows["split"] == "train"], c)
+        names = emotion_labels(rows, c)
+        self.emotions = list(c.emotions) if names.notna().any() else []
+        emotion = np.array([self.emotions.index(e) if isinstance(e, str) else IGNORE for e in names], np.int64)
+        if not self.aus and not self.emotions:
+            raise UnveilError("The prepared frames have neither varying AU labels nor emotion labels to learn.")
+        self.module = FaceClassifier(c, len(self.aus), len(self.emotions))
+
+        def dataset(split: str, train: bool) -> FaceLabelsDataset | None:
+            chosen = rows["split"] == split
+            if not chosen.any():
+                return None
+            augment = Augment(config.load_size, config.crop_size, config.flip, train=train)
+            return FaceLabelsDataset(root, rows[chosen], self.aus, emotion[chosen.to_numpy()], augment, seed)
+
+        train_set = dataset("train", True)
+        if train_set is None:
+            raise UnveilError("No training frames: samples.parquet has no rows in the 'train' split.")
+        self.train_set, self.val_set = train_set, dataset("val", False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"aus": self.aus, "emotions": self.emotions}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config.model
+        return {"net": torch.optim.AdamW(self.module.parameters(), lr=c.lr, weight_decay=c.weight_decay)}
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c, out = self.config.model, self.module(batch["image"])
+        parts: dict[str, torch.Tensor] = {}
+        if "au_logits" in out:
+            known = ~torch.isnan(batch["aus"])  # real data may lack some labels
+            logits, target = out["au_logits"].float(), batch["aus"].nan_to_num()
+            error = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") if c.au_loss == "bce"
+                     else (torch.sigmoid(logits) - target) ** 2)
+            parts[f"au_{c.au_loss}"] = error[known].mean() if known.any() else logits.sum() * 0.0
+        if "emotion" in out:
+            labelled = batch["emotion"] != IGNORE
+            parts["emotion_ce"] = (F.cross_entropy(out["emotion"].float(), batch["emotion"], ignore_index=IGNORE)
+                                   if labelled.any() else out["emotion"].sum() * 0.0)
+        loss = c.au_weight * parts.get(f"au_{c.au_loss}", 0.0) + c.emotion_weight * parts.get("emotion_ce", 0.0)
+        return {"loss": loss, **parts, "_out": out}  # type: ignore[dict-item]
+
+    def train_step(self, batch: dict[str, torch.Tensor], backward: Backward, autocast: Autocast
+                   ) -> dict[str, torch.Tensor]:
+        with autocast():
+            parts = self.losses(batch)
+        backward(parts["loss"])
+        return {k: v for k, v in parts.items() if not k.startswith("_")}
+
+    def validate(self, batches: Batches) -> dict[str, float]:
+        """Mean losses, the AU mean absolute error, and the emotion accuracy over the frames with a label."""
+        sums = {"loss": 0.0, "au_mae": 0.0, "emotion_hits": 0.0}
+        counts = {"frames": 0, "au_labels": 0, "emotions": 0}
+        for batch in batches:
+            parts = self.losses(batch)
+            out = parts.pop("_out")
+            sums["loss"] += float(parts["loss"]) * len(batch["image"])
+            counts["frames"] += len(batch["image"])
+            if "au_logits" in out:
+                known = ~torch.isnan(batch["aus"])
+                error = (torch.sigmoid(out["au_logits"].float()) - batch["aus"].nan_to_num()).abs()
+                sums["au_mae"] += float(error[known].sum())
+                counts["au_labels"] += int(known.sum())
+            if "emotion" in out:
+                labelled = batch["emotion"] != IGNORE
+                sums["emotion_hits"] += float((out["emotion"].argmax(1) == batch["emotion"])[labelled].sum())
+                counts["emotions"] += int(labelled.sum())
+        result = {"loss": sums["loss"] / max(counts["frames"], 1)}
+        if counts["au_labels"]:
+            result["au_mae"] = sums["au_mae"] / counts["au_labels"]
+        if counts["emotions"]:
+            result["emotion_acc"] = sums["emotion_hits"] / counts["emotions"]
+        return result
+
+    def sample_rows(self, items: list[dict[str, Any]]) -> None:
+        return None
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        return None
+
+
+#: A CPU-budget preset: the small CNN at 96 px, 8 + 4 epochs with linear decay, batch 16.
+CPU_PRESET: dict[str, Any] = {"model": {"backbone": "small", "width": 32, "lr": 1e-3},
+                              "schedule": {"n_epochs": 8, "n_epochs_decay": 4, "lr_policy": "linear"},
+                              "data": {"load_size": 108, "crop_size": 96, "flip": True, "batch_size": 16}}
