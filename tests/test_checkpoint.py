@@ -83,3 +83,14 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(UnveilError, match="not an unveil checkpoint"):
         load_checkpoint(tmp_path / "plain.safetensors")
+
+
+def test_a_header_length_whose_first_byte_is_0x80_is_still_read(tmp_path: Path) -> None:
+    """A safetensors header length is little-endian: 128, 384, ... bytes start with 0x80 like a pickle does."""
+    for padding in range(300):  # metadata lengths that move the header length across several multiples of 256
+        path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(1)}, {"pad": "x" * padding})
+        if path.read_bytes()[:1] == b"\x80":
+            _, meta = load_checkpoint(path)
+            assert meta["pad"] == "x" * padding
+            return
+    pytest.fail("no metadata length gave a header starting with 0x80")

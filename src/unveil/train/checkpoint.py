@@ -42,8 +42,11 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "
     if not file.is_file():
         raise UnveilError(f"The checkpoint {file} does not exist.")
     with file.open("rb") as handle:
-        head = handle.read(8)
-    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
+        head = handle.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header; its first byte may be 0x80 too,
+    # so a file is called a pickle only when it is not shaped like safetensors
+    shaped = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= file.stat().st_size - 8
+    if not shaped and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise UnveilError(f"{file} is a pickle (or a zip of pickles); unveil only loads safetensors checkpoints "
                           "and never unpickles files, which could run code.")
     try:
