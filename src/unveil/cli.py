@@ -267,22 +267,47 @@ def train_cyclegan(
 @train_app.command("classifier")
 def train_classifier(
     samples: Annotated[Path, typer.Option(help="Folder with samples.parquet holding AU labels (unveil prepare).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors).")],
-    features: Annotated[str, typer.Option(help="landmarks: the paper's random forest on 68 landmarks.")] = "landmarks",
+    out: Annotated[Path, typer.Option("--out", "-o", help="landmarks: the model file to write (.safetensors); "
+                                                          "pixels: the run folder (model in checkpoints/).")],
+    features: Annotated[str, typer.Option(help="landmarks: the paper's random forest on 68 landmarks; pixels: an "
+                                               "image CNN for AUs and emotions, trained by the training loop.")
+                        ] = "landmarks",
     landmarks: Annotated[str, typer.Option(help="Landmark model: dlib68 or mesh (use the same when analysing).")
                          ] = "dlib68",
     condition: Annotated[str, typer.Option(help="Train on this condition's frames (normal: unobstructed).")
                          ] = "normal",
     trees: Annotated[int, typer.Option(min=1, help="Trees in the forest.")] = 100,
+    preset: Annotated[Optional[str], typer.Option(help="pixels: cpu (the small CNN at 64 px, see README).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="pixels: YAML with any TrainConfig option "
+                                                        "(model: ClassifierConfig options).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="pixels: small or resnet18.")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(help="pixels: ImageNet weights for resnet18 (local file).")
+                          ] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="pixels: epochs at the initial learning rate.")] = None,
+    epochs_decay: Annotated[Optional[int], typer.Option(help="pixels: epochs of linear decay afterwards.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="pixels: images per step (and process).")] = None,
+    load_size: Annotated[Optional[int], typer.Option(help="pixels: resize to this before cropping.")] = None,
+    crop_size: Annotated[Optional[int], typer.Option(help="pixels: training crop size.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="pixels: auto, cpu or cuda.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="pixels: continue from OUT/checkpoints/latest.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """An AU model for 'unveil analyze --analyzer forest': a random forest from 68 landmarks to AU intensities,
-    fitted on the training split, scored on the validation split (mean absolute error and Pearson r per AU)."""
+    """An AU model for 'unveil analyze': --features landmarks fits the paper's random forest from 68 landmarks
+    to AU intensities (analyzer forest); --features pixels trains an image CNN for AU intensities and emotions
+    (analyzer cnn) with the shared training loop. Both learn from the training split and report on the
+    validation split."""
+    if features == "pixels":
+        _train_image_classifier(samples, out, condition=condition, preset=preset, config=config, seed=seed,
+                                resume=resume, quiet=quiet,
+                                flags={"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
+                                       "load_size": load_size, "crop_size": crop_size, "device": device},
+                                model_flags={"backbone": backbone, "pretrained": str(pretrained) if pretrained else None})
+        return
+    if features != "landmarks":
+        raise UnveilError(f"Unknown --features '{features}'; choose landmarks or pixels.")
     from unveil.analysis.forest import train_forest
 
-    if features != "landmarks":
-        raise UnveilError(f"--features {features} is not available yet; 'landmarks' (the random forest) is.")
     result = train_forest(samples, out, landmarks=landmarks, condition=condition, trees=trees, seed=seed,
                           progress=not quiet)
     typer.echo(f"{result.path}: {len(result.forest.roots)} trees, {len(result.forest.outputs)} AUs, "
@@ -291,18 +316,45 @@ def train_classifier(
         typer.echo(f"  {name}: MAE {score['mae']:.3f}  r {score['r']:+.2f}")
 
 
+def _train_image_classifier(samples: Path, run: Path, *, condition: str, preset: str | None, config: Path | None,
+                            seed: int, resume: bool, quiet: bool, flags: dict, model_flags: dict) -> None:
+    from unveil.config import read_yaml_mapping, validate_config
+    from unveil.methods.classifier import PRESETS
+    from unveil.train.loop import TrainConfig, train
+
+    options: dict = {"method": "classifier", "seed": seed, "model": {"train_on": {"condition": condition}}}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UnveilError(f"Unknown preset '{preset}'; choose {' or '.join(PRESETS)}.")
+        chosen = PRESETS[preset]
+        options.update({**chosen["schedule"], **chosen["data"]})
+        options["model"].update(chosen["model"])
+    if config is not None:
+        given = read_yaml_mapping(config)
+        options["model"].update(given.pop("model", None) or {})
+        options.update(given)
+    options.update({k: v for k, v in flags.items() if v is not None})
+    options["model"].update({k: v for k, v in model_flags.items() if v is not None})
+    cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
+    result = train(samples, run, cfg, resume=resume, progress=not quiet)
+    last = result.history[-1] if result.history else {}
+    scores = ", ".join(f"{k} {last[k]:.3f}" for k in ("val_au_mae", "val_emotion_acc") if k in last)
+    typer.echo(f"{result.run_dir / 'checkpoints' / 'latest.safetensors'}: {result.epochs} epochs"
+               + (f" ({scores})" if scores else "") + "; analyse with --analyzer cnn --model <that file>")
+
+
 @app.command()
 def analyze(
     media: Annotated[Path, typer.Argument(help="A video, a folder of frames, an image (or an OpenFace CSV for "
                                                "--analyzer openface).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="timeseries.parquet (or .csv).")],
-    analyzer: Annotated[str, typer.Option(help="mesh, dlib68 (landmark AU geometry), forest (--model), openface "
-                                               "(import its CSV) or pyfeat (optional extra).")] = "mesh",
-    model: Annotated[Optional[Path], typer.Option(help="The forest model (unveil train classifier).")] = None,
-    box: Annotated[Optional[str], typer.Option(help="A fixed face box 'x,y,width,height' for dlib68 / forest "
+    analyzer: Annotated[str, typer.Option(help="mesh, dlib68 (landmark AU geometry), forest or cnn (--model), "
+                                               "openface (import its CSV) or pyfeat (optional extra).")] = "mesh",
+    model: Annotated[Optional[Path], typer.Option(help="The forest or cnn model (unveil train classifier).")] = None,
+    box: Annotated[Optional[str], typer.Option(help="A fixed face box 'x,y,width,height' for dlib68 / forest / cnn "
                                                     "(no detection: occluded faces in a fixed set-up).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per analyzer call.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu or cuda (pyfeat).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda (cnn, pyfeat).")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Per-frame AU (and landmark) time series of a video: frame, time, face_found, confidence, one column per
@@ -325,9 +377,12 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, tables/, figures/, timeseries/.")],
     restored: Annotated[Optional[Path], typer.Option(
         help="Folder of restored videos named <recording id>.mp4 (the C videos).")] = None,
-    analyzer: Annotated[Optional[list[str]], typer.Option(help="mesh, dlib68 or forest (repeatable; default dlib68).")
-                        ] = None,
+    analyzer: Annotated[Optional[list[str]], typer.Option(help="mesh, dlib68, forest or cnn (repeatable; default "
+                                                               "dlib68).")] = None,
     forest: Annotated[Optional[Path], typer.Option(help="Forest model for --analyzer forest.")] = None,
+    cnn: Annotated[Optional[Path], typer.Option(help="Image AU / emotion model for --analyzer cnn.")] = None,
+    samples: Annotated[Optional[Path], typer.Option(help="Prepared folder whose face boxes the cnn analyzer "
+                                                         "crops with (else estimated per session).")] = None,
     every: Annotated[Optional[int], typer.Option(min=1, help="Analyse every n-th frame.")] = None,
     normalise: Annotated[Optional[str], typer.Option(help="none (default) or zscore, for DTW and MAPE.")] = None,
     window: Annotated[Optional[int], typer.Option(min=1, help="DTW band in frames (default: none).")] = None,
@@ -336,15 +391,16 @@ def evaluate(
     config: Annotated[Optional[Path], typer.Option(help="YAML with any evaluate option.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Seed 000's protocol: AU time series of N1-N2, N1-S1, N1-C1, N2-S2, N2-C2 per subject and task
-    (with hidden truth also N-G, G-S, G-C) by DTW and shift-searched MAPE, mean ± std over subjects;
-    pixel and perceptual scores; figures."""
+    """Seed 000's protocol: AU (and, with the cnn analyzer, emotion) time series of N1-N2, N1-S1, N1-C1, N2-S2,
+    N2-C2 per subject and task (with hidden truth also N-G, G-S, G-C) by DTW and shift-searched MAPE, mean ± std
+    over subjects; pixel and perceptual scores; figures."""
     from unveil.config import read_yaml_mapping, validate_config
     from unveil.data.manifest import load_manifest
     from unveil.evaluate.protocol import EvaluateConfig, evaluate as run_evaluate
 
     options = read_yaml_mapping(config) if config else {}
-    flags = {"analyzers": analyzer, "forest": str(forest) if forest else None, "every": every,
+    flags = {"analyzers": analyzer, "forest": str(forest) if forest else None, "cnn": str(cnn) if cnn else None,
+             "samples": str(samples) if samples else None, "every": every,
              "normalise": normalise, "window": window, "lpips_weights": str(lpips_weights) if lpips_weights else None,
              "fid_weights": str(fid_weights) if fid_weights else None}
     options.update({k: v for k, v in flags.items() if v is not None})
@@ -435,7 +491,8 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Every stage on the embedded synthetic benchmark (no data, no downloads): synth, prepare, one CycleGAN per
-    subject, restore, the AU forest, analyze, evaluate (seed 000's tables), report.html."""
+    subject, restore, the AU forest and the image AU / emotion CNN, analyze, evaluate (seed 000's tables),
+    report.html."""
     from unveil.demo import run_demo
 
     summary = run_demo(out, progress=not quiet)

@@ -207,21 +207,12 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
     (the C videos of seed 000's protocol). The face box of each recording is the one ``unveil prepare`` used
     (``samples``), else the session's box estimated from its normal recordings. ``resume`` keeps outputs that
     already exist (an interrupted run continues where it stopped); otherwise every video is written anew."""
-    from unveil.data.prepare import PrepareConfig, session_boxes
+    from unveil.data.prepare import recording_boxes
 
     occluded = [r for r in manifest.recordings if r.condition == "occluded"]
     if not occluded:
         raise UnveilError("The manifest has no occluded recordings to restore.")
-    boxes: dict[str, Box] = {}
-    if samples is not None:
-        from unveil.data.datasets import load_samples
-
-        first = load_samples(samples)[0].drop_duplicates("recording").set_index("recording")
-        boxes = {rid: Box(r.box_x, r.box_y, r.box_size, r.box_size) for rid, r in first.iterrows()}
-    missing = {(r.subject, r.session) for r in occluded if r.id not in boxes}
-    if missing:
-        boxes.update(session_boxes([r for r in manifest.recordings if (r.subject, r.session) in missing],
-                                   manifest.root, PrepareConfig()))
+    boxes = recording_boxes(manifest, occluded, samples)
     folder = ensure_dir(out)
     outputs = {}
     with progress_bar(len(occluded), "restore recordings", progress) as advance:

@@ -1,4 +1,4 @@
-"""Per-frame facial analysis: the Analyzer protocol, landmark / forest backends and external adapters."""
+"""Per-frame facial analysis: the Analyzer protocol, landmark / forest / image-model backends and external adapters."""
 
 from __future__ import annotations
 
@@ -10,22 +10,31 @@ from unveil.analysis.base import Analyzer, FrameResult, analyze_frames, analyze_
 from unveil.analysis.landmark import Box4
 from unveil.errors import UnveilError
 
-#: Analyzer names: three frame analyzers unveil runs itself, and two adapters that read a whole file
+#: Analyzer names: four frame analyzers unveil runs itself, and two adapters that read a whole file
 #: (``openface`` imports its CSV, ``pyfeat`` runs the optional py-feat package on a video).
-ANALYZERS = ("mesh", "dlib68", "forest", "openface", "pyfeat")
+ANALYZERS = ("mesh", "dlib68", "forest", "cnn", "openface", "pyfeat")
+#: The model file each trained analyzer needs, and the command that makes it.
+MODEL_MAKERS = {"forest": "unveil train classifier --features landmarks",
+                "cnn": "unveil train classifier --features pixels"}
 
 
-def make_analyzer(name: str, model: str | os.PathLike[str] | None = None, box: Box4 | None = None) -> Analyzer:
-    """A frame analyzer by name: ``mesh`` / ``dlib68`` (landmark AU geometry) or ``forest`` (needs ``model``)."""
+def make_analyzer(name: str, model: str | os.PathLike[str] | None = None, box: Box4 | None = None,
+                  device: str = "cpu") -> Analyzer:
+    """A frame analyzer by name: ``mesh`` / ``dlib68`` (landmark AU geometry), ``forest`` or ``cnn`` (both need
+    ``model``)."""
     from unveil.analysis.forest import ForestAnalyzer
     from unveil.analysis.landmark import LandmarkAnalyzer
 
     if name in ("mesh", "dlib68"):
         return LandmarkAnalyzer(name, box=box)
+    if name in MODEL_MAKERS and model is None:
+        raise UnveilError(f"The {name} analyzer needs --model (made by '{MODEL_MAKERS[name]}').")
     if name == "forest":
-        if model is None:
-            raise UnveilError("The forest analyzer needs --model (made by 'unveil train classifier --features landmarks').")
         return ForestAnalyzer(model, box=box)
+    if name == "cnn":
+        from unveil.analysis.cnn import CNNAnalyzer
+
+        return CNNAnalyzer(model, box=box, device=device)
     if name in ("openface", "pyfeat"):
         raise UnveilError(f"'{name}' is an adapter that reads a whole file; use 'unveil analyze' for it.")
     raise UnveilError(f"Unknown analyzer '{name}'; choose one of {', '.join(ANALYZERS)}.")
@@ -42,8 +51,8 @@ def analyze(source: str | os.PathLike[str], analyzer: str, out: str | os.PathLik
 
     if analyzer not in ANALYZERS:
         raise UnveilError(f"Unknown analyzer '{analyzer}'; choose one of {', '.join(ANALYZERS)}.")
-    if analyzer == "forest" and model is None:
-        raise UnveilError("The forest analyzer needs --model (made by 'unveil train classifier --features landmarks').")
+    if analyzer in MODEL_MAKERS and model is None:
+        raise UnveilError(f"The {analyzer} analyzer needs --model (made by '{MODEL_MAKERS[analyzer]}').")
     path = Path(source)
     if not path.exists():
         raise UnveilError(f"{path} does not exist.")
@@ -56,7 +65,7 @@ def analyze(source: str | os.PathLike[str], analyzer: str, out: str | os.PathLik
 
         table = pyfeat_timeseries(path, device=device)
     else:
-        frame_analyzer = make_analyzer(analyzer, model=model, box=box)
+        frame_analyzer = make_analyzer(analyzer, model=model, box=box, device=device)
         try:
             table = analyze_media(path, frame_analyzer, batch_size=batch_size, progress=progress)
         finally:

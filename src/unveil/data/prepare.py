@@ -105,6 +105,25 @@ def session_boxes(recordings: list[Recording], root: Path, config: PrepareConfig
     return boxes
 
 
+def recording_boxes(manifest: Manifest, recordings: list[Recording], samples: str | os.PathLike[str] | None = None
+                    ) -> dict[str, Box]:
+    """The face box of each recording as ``unveil prepare`` cut it: read from ``samples`` (a prepared folder or
+    its samples.parquet) where the recording was prepared, else its session's box estimated from the session's
+    normal recordings (:func:`session_boxes` with the default options)."""
+    boxes: dict[str, Box] = {}
+    if samples is not None:
+        from unveil.data.datasets import load_samples
+
+        first = load_samples(samples)[0].drop_duplicates("recording").set_index("recording")
+        boxes = {rid: Box(r.box_x, r.box_y, r.box_size, r.box_size) for rid, r in first.iterrows()}
+    missing = {(r.subject, r.session) for r in recordings if r.id not in boxes}
+    if missing:
+        estimated = session_boxes([r for r in manifest.recordings if (r.subject, r.session) in missing],
+                                  manifest.root, PrepareConfig())
+        boxes.update({k: v for k, v in estimated.items() if k not in boxes})
+    return {r.id: boxes[r.id] for r in recordings if r.id in boxes}
+
+
 def _resolve(root: Path, path: str) -> Path:
     return Path(path) if os.path.isabs(path) else root / path
 

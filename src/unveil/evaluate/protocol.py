@@ -34,8 +34,12 @@ Kind = Literal["N", "S", "C", "G"]  # normal, sensor (occluded), clean (restored
 class EvaluateConfig(Config):
     """Options of ``unveil evaluate`` (YAML keys = these names)."""
 
-    analyzers: list[Literal["mesh", "dlib68", "forest"]] = Field(default_factory=lambda: ["dlib68"], min_length=1)
+    analyzers: list[Literal["mesh", "dlib68", "forest", "cnn"]] = Field(default_factory=lambda: ["dlib68"],
+                                                                        min_length=1)
     forest: str | None = Field(default=None, description="Forest model for the forest analyzer.")
+    cnn: str | None = Field(default=None, description="Image AU / emotion model for the cnn analyzer.")
+    samples: str | None = Field(default=None, description="Prepared samples.parquet: the cnn analyzer crops with "
+                                                          "its face boxes (else estimated per session).")
     every: int = Field(default=1, ge=1, description="Analyse every n-th frame.")
     exclude: list[str] = Field(default_factory=lambda: ["AU43"],
                                description="Signals left out of the averages (seed 000 excludes AU43, blinks).")
@@ -50,7 +54,8 @@ class EvaluateConfig(Config):
     lpips_weights: str | None = None
     lpips_net: Literal["alex", "vgg"] = "alex"
     fid_weights: str | None = None
-    figure_signal: str = Field(default="AU12", description="The signal plotted over time (like Fig. 6).")
+    figure_signal: str = Field(default="AU12", description="The AU plotted over time (like Fig. 6).")
+    figure_emotion: str = Field(default="happiness", description="The emotion plotted over time (like Fig. 7).")
 
     def series_options(self) -> SeriesOptions:
         return SeriesOptions(self.normalise, self.window, self.max_shift_seconds, self.min_overlap,
@@ -128,27 +133,28 @@ def dlib_session_boxes(manifest: Manifest, frames: int = 30
 
 
 def analyse_all(media: list[Medium], analyzer_name: str, cache: Path, config: EvaluateConfig,
-                boxes: dict[tuple[str, str], tuple[float, float, float, float]], progress: bool = True
+                boxes: dict[str, tuple[float, float, float, float]], progress: bool = True
                 ) -> dict[str, pd.DataFrame]:
-    """Time series of every medium by one analyzer, cached as ``cache/<recording>.<kind>.parquet``; a cached table
-    is reused only when the video, the model and the options are unchanged (``.json`` beside it)."""
+    """Time series of every medium by one analyzer (in the fixed face box ``boxes[recording id]`` when given),
+    cached as ``cache/<recording>.<kind>.parquet``; a cached table is reused only when the video, the model and
+    the options are unchanged (``.json`` beside it)."""
     from unveil.analysis import make_analyzer
     from unveil.analysis.base import analyze_media, write_timeseries
     from unveil.progress import progress_bar
 
+    model = model_of(analyzer_name, config)
     tables: dict[str, pd.DataFrame] = {}
     with progress_bar(len(media), f"analyse ({analyzer_name})", progress) as advance:
         for medium in media:
-            rec = medium.recording
-            box = boxes.get((rec.subject, rec.session)) if analyzer_name in ("dlib68", "forest") else None
+            box = boxes.get(medium.recording.id)
             file = cache / f"{medium.key}.parquet"
             stamp = json.dumps({"media": _file_stamp(medium.path), "every": config.every, "box": box,
-                                "model": _file_stamp(Path(config.forest)) if analyzer_name == "forest" else None})
+                                "model": _file_stamp(Path(model)) if model else None})
             if file.is_file() and file.with_suffix(".json").is_file() and file.with_suffix(".json").read_text() == stamp:
                 tables[medium.key] = pd.read_parquet(file)  # same video, model and options: reuse
                 advance(1)
                 continue
-            analyzer = make_analyzer(analyzer_name, model=config.forest, box=box)
+            analyzer = make_analyzer(analyzer_name, model=model, box=box)
             try:
                 table = analyze_media(medium.path, analyzer, progress=False, every=config.every)
             finally:
@@ -158,6 +164,42 @@ def analyse_all(media: list[Medium], analyzer_name: str, cache: Path, config: Ev
             tables[medium.key] = table
             advance(1)
     return tables
+
+
+def model_of(analyzer: str, config: EvaluateConfig) -> str | None:
+    """The model file a trained analyzer reads (``forest`` or ``cnn``), None for the landmark geometry."""
+    return {"forest": config.forest, "cnn": config.cnn}.get(analyzer)
+
+
+def analyzer_boxes(manifest: Manifest, analyzer: str, config: EvaluateConfig,
+                   dlib_boxes: dict[tuple[str, str], tuple[float, float, float, float]]
+                   ) -> dict[str, tuple[float, float, float, float]]:
+    """Fixed face box per recording id: dlib's session box for dlib68 / forest, prepare's crop box for cnn (the
+    crops it learnt from), none for mesh (it detects)."""
+    if analyzer in ("dlib68", "forest"):
+        return {r.id: dlib_boxes[(r.subject, r.session)] for r in manifest.recordings
+                if (r.subject, r.session) in dlib_boxes}
+    if analyzer == "cnn":
+        from unveil.data.prepare import recording_boxes
+
+        boxes = recording_boxes(manifest, manifest.recordings, config.samples)
+        return {k: (b.x, b.y, b.w, b.h) for k, b in boxes.items()}
+    return {}
+
+
+#: Signal groups compared separately (seed 000's Table 2 for AUs, Table 3 for emotions).
+SIGNAL_GROUPS = ("au", "emotion")
+
+
+def signal_group(table: pd.DataFrame, group: str, exclude: list[str]) -> list[str]:
+    """The columns of ``group`` in a time-series table: AU columns, or emotion probabilities."""
+    from unveil.facs import EMOTION_PROTOTYPES
+
+    if group == "au":
+        columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    else:
+        columns = [c for c in table.columns if c in EMOTION_PROTOTYPES]
+    return [c for c in columns if c not in exclude]
 
 
 # -- pairs and tables ----------------------------------------------------------------------------------------
@@ -279,11 +321,12 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     restored_dir = Path(restored) if restored is not None else None
     if restored_dir is not None and not restored_dir.is_dir():
         raise UnveilError(f"The folder of restored videos {restored_dir} does not exist.")
-    if "forest" in config.analyzers and not config.forest:
-        raise UnveilError("The forest analyzer needs a model: set 'forest' (unveil train classifier).")
+    for name in config.analyzers:
+        if name in ("forest", "cnn") and not model_of(name, config):
+            raise UnveilError(f"The {name} analyzer needs a model: set '{name}' (unveil train classifier).")
     media = media_of(manifest, restored_dir)
-    boxes = dlib_session_boxes(manifest) if {"dlib68", "forest"} & set(config.analyzers) else {}
-    write_text_atomic(out / "boxes.json", json.dumps({f"{k[0]}/{k[1]}": v for k, v in boxes.items()}, indent=1))
+    dlib_boxes = dlib_session_boxes(manifest) if {"dlib68", "forest"} & set(config.analyzers) else {}
+    write_text_atomic(out / "boxes.json", json.dumps({f"{k[0]}/{k[1]}": v for k, v in dlib_boxes.items()}, indent=1))
     options = config.series_options()
     skipped: dict[str, str] = {}
     pair_rows = []
@@ -294,15 +337,17 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
             # the forest reads the same dlib landmarks: no second pass over the videos
             tables = _forest_from_dlib(series["dlib68"], forest, ensure_dir(out / "timeseries" / name))
         else:
+            boxes = analyzer_boxes(manifest, name, config, dlib_boxes)
             tables = analyse_all(media, name, ensure_dir(out / "timeseries" / name), config, boxes, progress)
         series[name] = tables
         for label, ref_key, other_key, task, rec in protocol_pairs(manifest, set(tables)):
             a, b = tables[ref_key], tables[other_key]
-            signals = [c for c in a.columns if c.startswith("AU") and c[2:].isdigit() and c not in config.exclude]
-            fps = rec.fps or 25.0
-            pair_rows.append({"analyzer": name, "subject": rec.subject, "task": task, "pair": label,
-                              "reference": ref_key, "other": other_key,
-                              **compare_pair(a, b, signals, fps, config)})
+            for group in SIGNAL_GROUPS:
+                signals = signal_group(a, group, config.exclude)
+                if signals:
+                    pair_rows.append({"analyzer": name, "signals": group, "subject": rec.subject, "task": task,
+                                      "pair": label, "reference": ref_key, "other": other_key,
+                                      **compare_pair(a, b, signals, rec.fps or 25.0, config)})
     pairs = pd.DataFrame(pair_rows)
     images = image_scores(manifest, restored_dir, config.image_every, progress)
     perceptual = perceptual_scores(manifest, media, config, skipped, progress)
@@ -311,20 +356,28 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     summary: dict = {"options": options.describe(), "analyzers": config.analyzers, "every": config.every,
                      "min_found": config.min_found,
                      "excluded": config.exclude, "tables": {}, "figures": []}
+    tasks = {r.task for r in manifest.recordings}
+    # (words, plotted signal, task of the over-time figure): emotions are shown on the emotion task (Fig. 7)
+    what = {"au": ("AU", config.figure_signal, None),
+            "emotion": ("emotion", config.figure_emotion, "emotion" if "emotion" in tasks else None)}
     for name in config.analyzers:
-        chosen = pairs[pairs["analyzer"] == name] if len(pairs) else pairs
-        table = format_table(chosen)
-        _write_table(table, tables_dir / f"au_{name}", f"AU time series, analyzer {name}: {options.describe()}. "
-                     f"n/a: the analyzer found a face in fewer than {config.min_found:.0%} of one video's frames.")
-        summary["tables"][f"au_{name}"] = table.to_dict()
-        summary.setdefault("headline", {})[name] = headline(chosen)
-        figure = pair_bars(chosen, figures_dir / f"dtw_{name}.png", f"DTW of the AU time series ({name})")
-        if figure:
-            summary["figures"].append(figure.name)
-        figure = signal_over_time(manifest, series[name], config.figure_signal, name, options,
-                                  figures_dir / f"signal_{name}_{config.figure_signal}.png", fps_step=config.every)
-        if figure:
-            summary["figures"].append(figure.name)
+        for group in SIGNAL_GROUPS:
+            chosen = pairs[(pairs["analyzer"] == name) & (pairs["signals"] == group)] if len(pairs) else pairs
+            if chosen.empty:
+                continue
+            words, plotted, task = what[group]
+            table = format_table(chosen)
+            _write_table(table, tables_dir / f"{group}_{name}", f"{words} time series, analyzer {name}: "
+                         f"{options.describe()}. n/a: the analyzer found a face in fewer than {config.min_found:.0%} "
+                         "of one video's frames.")
+            summary["tables"][f"{group}_{name}"] = table.to_dict()
+            summary.setdefault("headline", {})[name if group == "au" else f"{name} ({words}s)"] = headline(chosen)
+            figures = [pair_bars(chosen, figures_dir / f"dtw_{group}_{name}.png",
+                                 f"DTW of the {words} time series ({name})"),
+                       signal_over_time(manifest, series[name], plotted, name, options,
+                                        figures_dir / f"signal_{name}_{plotted}.png", task=task,
+                                        fps_step=config.every)]
+            summary["figures"].extend(f.name for f in figures if f)
     strip = frame_strip(manifest, restored_dir, figures_dir / "frames.png")
     if strip:
         summary["figures"].append(strip.name)

@@ -29,6 +29,14 @@ TABLE_TITLES = {
 }
 
 
+def _series_caption(name: str) -> str:
+    """'au_dlib68' -> the AU table's title (seed 000 Table 2); 'emotion_cnn' -> the emotion one (Table 3)."""
+    group, _, analyzer = name.partition("_")
+    if group == "emotion":
+        return f"Emotion time series, analyzer {analyzer} (seed 000 Table 3: mean ± std over subjects)"
+    return f"AU time series, analyzer {analyzer} (seed 000 Table 2: mean ± std over subjects)"
+
+
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
@@ -71,7 +79,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
              f'{metrics.get("min_found", 0.5):.0%} of one video\'s frames (a failed analysis, not a distance).</p>']
     headline = metrics.get("headline", {})
     if headline:
-        parts.append("<h2>Headline: mean DTW of the AU time series</h2>")
+        parts.append("<h2>Headline: mean DTW of the AU (and emotion) time series</h2>")
         parts.append('<p class="note">N1-N2: two normal sessions (the baseline); N-S: normal against sensor videos; '
                      "N-C: normal against restored (clean) videos; N-G: normal against the hidden clean truth "
                      "(a perfect restoration); G-S / G-C: sensor / clean against their own hidden truth. Lower is "
@@ -79,8 +87,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
         parts.append('<div class="headline">' + _table({name: {k: f"{v:.3f}" for k, v in values.items()}
                                                          for name, values in headline.items()}) + "</div>")
     for name, cells in metrics.get("tables", {}).items():
-        caption = TABLE_TITLES.get(name, f"AU time series, analyzer {name.removeprefix('au_')} "
-                                         "(seed 000 Table 2: mean ± std over subjects)")
+        caption = TABLE_TITLES.get(name) or _series_caption(name)
         parts.append(f"<h2>{html.escape(caption)}</h2>{_table(cells)}")
     skipped = metrics.get("skipped", {})
     if skipped:

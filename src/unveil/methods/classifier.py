@@ -180,13 +180,20 @@ class ClassifierMethod:
             augment = Augment(config.load_size, config.crop_size, config.flip, train=train)
             return FaceLabelsDataset(root, rows[chosen], self.aus, emotion[chosen.to_numpy()], augment, seed)
 
+        self.crop: dict[str, Any] = {}
+        if (root / "prepare.yaml").is_file():
+            from unveil.config import read_yaml_mapping
+
+            prepared = read_yaml_mapping(root / "prepare.yaml")
+            self.crop = {k: prepared[k] for k in ("crop", "detector", "min_confidence", "margin") if k in prepared}
         train_set = dataset("train", True)
         if train_set is None:
             raise UnveilError("No training frames: samples.parquet has no rows in the 'train' split.")
         self.train_set, self.val_set = train_set, dataset("val", False)
 
     def describe(self) -> dict[str, Any]:
-        return {"aus": self.aus, "emotions": self.emotions}
+        """Output names, and how the training crops were cut (so that analysis cuts frames alike)."""
+        return {"aus": self.aus, "emotions": self.emotions, "crop": self.crop}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config.model
@@ -250,7 +257,9 @@ class ClassifierMethod:
         return None
 
 
-#: A CPU-budget preset: the small CNN at 96 px, 8 + 4 epochs with linear decay, batch 16.
+#: A CPU-budget preset: the small CNN at 64 px (crops resized to 72), 14 + 6 epochs with linear decay, batch 16.
+#: On about 1,000 prepared crops an epoch takes about 3 s on 2 cores.
 CPU_PRESET: dict[str, Any] = {"model": {"backbone": "small", "width": 32, "lr": 1e-3},
-                              "schedule": {"n_epochs": 8, "n_epochs_decay": 4, "lr_policy": "linear"},
-                              "data": {"load_size": 108, "crop_size": 96, "flip": True, "batch_size": 16}}
+                              "schedule": {"n_epochs": 14, "n_epochs_decay": 6, "lr_policy": "linear"},
+                              "data": {"load_size": 72, "crop_size": 64, "flip": True, "batch_size": 16}}
+PRESETS = {"cpu": CPU_PRESET}
