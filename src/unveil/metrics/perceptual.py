@@ -71,16 +71,18 @@ class LPIPS:
 
     def __init__(self, backbone: str | os.PathLike[str] | None = None, net: str = "alex", device: str = "cpu",
                  random_backbone: bool = False) -> None:
-        import lpips
-
         if net not in LPIPS_BACKBONES:
             raise UnveilError(f"Unknown LPIPS network '{net}'; choose {' or '.join(LPIPS_BACKBONES)}.")
+        # the file first: a missing one is said at once, before the network is built
+        weights = None if random_backbone else find_weights(backbone, LPIPS_BACKBONES[net], f"LPIPS ({net})")
+        import lpips
+
         self.device = torch.device(device)
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated 'pretrained' flag
             warnings.simplefilter("ignore", UserWarning)
             self.model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-        if not random_backbone:  # random_backbone: tests only, the numbers mean nothing
-            state = load_state_dict(find_weights(backbone, LPIPS_BACKBONES[net], f"LPIPS ({net})"))
+        if weights is not None:  # random_backbone: tests only, the numbers mean nothing
+            state = load_state_dict(weights)
             self.model.net.load_state_dict(backbone_to_lpips(state, self.model.net.state_dict()))
         self.model.to(self.device).eval()
 
@@ -114,9 +116,9 @@ def backbone_to_lpips(state: dict[str, torch.Tensor], target: dict[str, torch.Te
 def fid_inception(weights: str | os.PathLike[str] | None = None, device: str = "cpu", random_weights: bool = False
                   ) -> torch.nn.Module:
     """pytorch-fid's FID Inception (pool3, 2048 features) with weights from a local file (no download)."""
+    state = None if random_weights else load_state_dict(find_weights(weights, FID_WEIGHTS, "FID"))
     from pytorch_fid import inception as fid_module
 
-    state = None if random_weights else load_state_dict(find_weights(weights, FID_WEIGHTS, "FID"))
 
     def local_weights(*_: object, **__: object) -> dict[str, torch.Tensor] | None:
         return state
