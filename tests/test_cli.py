@@ -98,10 +98,13 @@ def test_version_and_help() -> None:
         (["analyze", "missing.mp4", "-o", "t.parquet", "--analyzer", "forest"], "needs --model"),
         (["analyze", "missing.mp4", "-o", "t.parquet", "--box", "1,2"], "--box must be four numbers"),
         (["train", "classifier", "--samples", "nowhere", "--out", "f.safetensors"], "run 'unveil prepare' first"),
-        (["train", "classifier", "--samples", "nowhere", "--out", "f", "--features", "pixels"], "not available yet"),
+        (["train", "classifier", "--samples", "nowhere", "--out", "f", "--features", "pixels"],
+         "run 'unveil prepare' first"),
+        (["train", "classifier", "--samples", "nowhere", "--out", "f", "--features", "pixels", "--preset", "gpu"],
+         "Unknown preset 'gpu'"),
         (["evaluate", "missing.yaml", "-o", "ev"], "missing.yaml does not exist"),
         (["report", "nowhere"], "nowhere is not a folder"),
-        (["evaluate", "missing.yaml", "-o", "ev", "--analyzer", "magic"], "should be 'mesh', 'dlib68' or 'forest'"),
+        (["evaluate", "missing.yaml", "-o", "ev", "--analyzer", "magic"], "should be 'mesh', 'dlib68', 'forest' or 'cnn'"),
     ],
 )
 def test_analysis_commands_fail_in_one_sentence(tmp_path: Path, args: list[str], expected: str) -> None:
