@@ -82,3 +82,40 @@ def test_compare_series_reports_the_delay_in_seconds() -> None:
 def test_a_signal_at_zero_has_no_mape_but_a_dtw() -> None:
     result = compare_series(np.zeros(50), np.linspace(0, 1, 50), fps=10)
     assert np.isnan(result["mape"]) and np.isnan(result["shift_s"]) and result["dtw"] > 0
+
+
+def _signals(kind: str, rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "walk":  # smooth, delayed, noisy: the pruning's good case
+        a = 1 + np.abs(np.cumsum(rng.normal(size=n + 200))) / 20
+        return a[100:100 + n], np.resize(a[60:], m) * (1 + 0.05 * rng.normal(size=m))
+    if kind == "noise":  # every shift alike: little to prune
+        return np.abs(rng.normal(size=n)) + 0.1, np.abs(rng.normal(size=m)) + 0.1
+    if kind == "periodic":  # exact ties every period: the smallest shift must win
+        t = np.arange(max(n, m))
+        return 2 + np.sin(2 * np.pi * t[:n] / 25), 2 + np.sin(2 * np.pi * t[:m] / 25)
+    a, b = np.abs(rng.normal(size=n)), np.abs(rng.normal(size=m))  # "zeros": uncounted reference frames
+    a[rng.random(n) < 0.3] = 0.0
+    return a, b
+
+
+@pytest.mark.parametrize("kind", ["walk", "noise", "periodic", "zeros"])
+@pytest.mark.parametrize("lengths", [(600, 600), (560, 640), (640, 520)])
+def test_pruned_search_finds_the_loops_minimum(kind: str, lengths: tuple[int, int]) -> None:
+    rng = np.random.default_rng(len(kind) * 1000 + lengths[1])
+    a, b = _signals(kind, rng, *lengths)
+    slow = mape_shifts_loop(a, b, 200)
+    value, shift = best_shift_mape(a, b, 200, blocks=(64, 8))
+    assert shift == int(np.nanargmin(slow)) - 200
+    assert value == pytest.approx(np.nanmin(slow), rel=1e-12)
+
+
+def test_lower_bounds_never_exceed_the_sums() -> None:
+    from unveil.metrics.series import _ShiftSearch
+
+    rng = np.random.default_rng(5)
+    for kind in ("walk", "noise", "zeros"):
+        a, b = _signals(kind, rng, 500, 530)
+        search = _ShiftSearch(a, b, 150, "reference", 1e-3, 0.5)
+        exact = search.sums(np.arange(len(search.shifts)))
+        bounds = search.lower_bounds(8)
+        assert (bounds <= exact + 1e-9).all() and bounds.max() > 0
