@@ -86,6 +86,23 @@ def test_openface_csv_import(tmp_path: Path) -> None:
         read_openface_csv(tmp_path / "other.csv")
 
 
+def test_pyfeat_table_becomes_one_row_per_frame() -> None:
+    """py-feat's detector gives one row per detected face (its Fex table: frame, FaceScore, AUs, emotions); a
+    frame without a face has a row with NaN. The time series keeps the most confident face per frame."""
+    import pandas as pd
+
+    from unveil.analysis.external import fex_to_timeseries
+
+    fex = pd.DataFrame({"frame": [0, 1, 1, 2], "FaceScore": [0.9, 0.6, 0.95, np.nan], "AU12": [0.1, 0.2, 0.7, np.nan],
+                        "happiness": [0.3, 0.4, 0.8, np.nan], "input": ["v.mp4"] * 4})
+    table = fex_to_timeseries(fex, np.array([0.0, 0.04, 0.08]))
+    assert table["frame"].tolist() == [0, 1, 2] and table["time"].tolist() == [0.0, 0.04, 0.08]
+    assert table["face_found"].tolist() == [True, True, False]
+    assert table["confidence"].tolist() == [0.9, 0.95, 0.0]
+    assert table["AU12"].tolist()[:2] == [0.1, 0.7] and np.isnan(table["AU12"][2])  # frame 1: the 0.95 face
+    assert table["happiness"].tolist()[1] == 0.8 and "input" not in table
+
+
 def test_analyzer_errors_are_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(UnveilError, match="needs --model"):
         make_analyzer("forest")

@@ -49,9 +49,10 @@ def read_openface_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     return table
 
 
-def pyfeat_timeseries(video: str | os.PathLike[str], au_model: str = "rf", emotion_model: str = "resmasknet",
+def pyfeat_timeseries(video: str | os.PathLike[str], au_model: str = "xgb", emotion_model: str = "resmasknet",
                       device: str = "cpu") -> pd.DataFrame:
-    """Run py-feat's detector (the paper's RDF / JAA-Net AUs and ResMaskNet emotions) over a video.
+    """Run py-feat's detector over a video: AUs (``xgb`` or ``svm`` in py-feat 2; the paper used the random
+    forest of py-feat 0.x, which later releases dropped) and ResMaskNet emotions, the paper's emotion model.
 
     py-feat is an optional extra (``pip install 'unveil[pyfeat]'``) and fetches its weights from the Hugging
     Face hub on first use; without the package or the weights this says so in one sentence.
@@ -66,16 +67,30 @@ def pyfeat_timeseries(video: str | os.PathLike[str], au_model: str = "rf", emoti
     except Exception as error:  # noqa: BLE001 - any failure to load py-feat's weights is the same user problem
         raise UnveilError(f"py-feat could not load its models ({type(error).__name__}: {error}); its weights come "
                           "from the Hugging Face hub: run once online or put them in py-feat's model folder.") from None
-    fex = detector.detect_video(str(video))
-    frame = fex["frame"].to_numpy(dtype=np.int64) if "frame" in fex else np.arange(len(fex))
-    score = fex["FaceScore"].to_numpy(dtype=np.float64) if "FaceScore" in fex else np.full(len(fex), np.nan)
-    found = np.isfinite(score) & (score > 0)
+    if hasattr(detector, "detect_video"):  # py-feat 0.x
+        fex = detector.detect_video(str(video))
+    else:  # py-feat 2.x
+        fex = detector.detect(str(video), data_type="video", progress_bar=False)
     from unveil.data.video import frame_times
 
-    times = frame_times(video)
+    return fex_to_timeseries(pd.DataFrame(fex), frame_times(video))
+
+
+def fex_to_timeseries(fex: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
+    """py-feat's per-face table (``frame``, ``FaceScore``, ``AU01``..., emotion columns) as unveil's per-frame
+    time series: the most confident face of each frame; frames without a face (no score) get NaN signals."""
+    fex = fex.reset_index(drop=True)
+    if "frame" not in fex:
+        fex["frame"] = np.arange(len(fex))
+    score = fex["FaceScore"].astype(np.float64) if "FaceScore" in fex else pd.Series(np.nan, index=fex.index)
+    fex = fex.assign(_score=score.fillna(-1.0)).sort_values(["frame", "_score"], ascending=[True, False])
+    fex = fex.drop_duplicates("frame").reset_index(drop=True)
+    frame = fex["frame"].to_numpy(dtype=np.int64)
+    score = fex["_score"].to_numpy(dtype=np.float64)
+    found = score > 0
     table = pd.DataFrame({"frame": frame, "time": times[np.clip(frame, 0, len(times) - 1)], "face_found": found,
                           "confidence": np.where(found, score, 0.0)})
     for column in fex.columns:
         if (column.startswith("AU") and column[2:].isdigit()) or column in PYFEAT_EMOTIONS:
             table[column] = np.where(found, fex[column].to_numpy(dtype=np.float64), np.nan)
-    return table.drop_duplicates("frame").reset_index(drop=True)
+    return table
