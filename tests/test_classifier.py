@@ -138,3 +138,26 @@ def test_cli_trains_and_analyses_with_the_cnn(tmp_path: Path) -> None:
     assert table["face_found"].all() and aus and ((table[aus] >= 0) & (table[aus] <= 1)).all().all()
     wrong = unveil("train", "classifier", "--samples", str(prepared), "-o", str(tmp_path / "x"), "--features", "px")
     assert wrong.returncode == 2 and "choose landmarks or pixels" in wrong.stderr
+
+
+def test_resnet18_backbone_takes_local_imagenet_weights(tmp_path: Path) -> None:
+    import torchvision
+
+    from unveil.methods.classifier import FaceClassifier
+
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    net = FaceClassifier(ClassifierConfig(backbone="resnet18", pretrained=str(tmp_path / "resnet18.pth")), 3, 7)
+    assert torch.equal(net.backbone.conv1.weight, reference.conv1.weight)
+    out = net.eval()(torch.zeros(2, 3, 64, 64))
+    assert out["au_logits"].shape == (2, 3) and out["emotion"].shape == (2, 7)
+    torch.save({"net": Payload()}, tmp_path / "evil.pth")  # a pickle with code in it is refused, not run
+    with pytest.raises(UnveilError, match="not a plain tensor file"):
+        FaceClassifier(ClassifierConfig(backbone="resnet18", pretrained=str(tmp_path / "evil.pth")), 3, 7)
+    with pytest.raises(UnveilError, match="do not exist"):
+        FaceClassifier(ClassifierConfig(backbone="resnet18", pretrained=str(tmp_path / "none.pth")), 3, 7)
+
+
+class Payload:
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (print, ("payload ran",))

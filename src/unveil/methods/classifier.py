@@ -155,7 +155,8 @@ class FaceLabelsDataset(SeededDataset):
 
 
 class ClassifierMethod:
-    """The AU / emotion model in the training loop (Adam, the loop's learning-rate policies)."""
+    """The AU / emotion model in the training loop (AdamW, the loop's learning-rate policies). AU labels must be
+    intensities in [0, 1] (the benchmark's are; divide FACS 0-5 codes by 5)."""
 
     name = "classifier"
     monitor = "loss"
@@ -166,6 +167,10 @@ class ClassifierMethod:
         if rows.empty:
             raise UnveilError(f"No prepared frames match {c.train_on}; the classifier has nothing to learn from.")
         self.aus = resolve_aus(rows[rows["split"] == "train"], c)
+        values = rows[self.aus].to_numpy(np.float64)
+        if ((values < 0) | (values > 1)).any():
+            raise UnveilError(f"AU labels must be intensities in [0, 1]; {', '.join(self.aus)} range from "
+                              f"{np.nanmin(values):g} to {np.nanmax(values):g} (divide FACS 0-5 codes by 5).")
         names = emotion_labels(rows, c)
         self.emotions = list(c.emotions) if names.notna().any() else []
         emotion = np.array([self.emotions.index(e) if isinstance(e, str) else IGNORE for e in names], np.int64)
