@@ -1,9 +1,10 @@
 """Seed 000's evaluation protocol: per subject and task, compare the analysis of normal (N), sensor (S) and
 restored clean (C) videos of the same session, with the two normal sessions (N1-N2) as the baseline.
 
-For every analyzer the AU time series of each pair are compared signal by signal (DTW and shift-searched MAPE,
-:mod:`unveil.metrics.series`), averaged over signals, then over a subject's takes; tables give mean ± std over
-subjects per task, as the paper's Tables 1-3. Where hidden ground truth exists (the synthetic benchmark), S and
+For every analyzer the AU time series (and, from analyzers that give them, the emotion probabilities) of each
+pair are compared signal by signal (DTW and shift-searched MAPE, :mod:`unveil.metrics.series`), averaged over
+the signals of the group, then over a subject's takes; tables give mean ± std over subjects per task, as the
+paper's Tables 1-3. Where hidden ground truth exists (the synthetic benchmark), S and
 C are also compared with it (G): their AU series with the analysis of the hidden clean video, and their pixels
 (PSNR, SSIM; L1 inside the occluder mask). LPIPS and FID run when their weights are available.
 """
@@ -367,9 +368,9 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
                 continue
             words, plotted, task = what[group]
             table = format_table(chosen)
-            _write_table(table, tables_dir / f"{group}_{name}", f"{words} time series, analyzer {name}: "
-                         f"{options.describe()}. n/a: the analyzer found a face in fewer than {config.min_found:.0%} "
-                         "of one video's frames.")
+            _write_table(table, tables_dir / f"{group}_{name}",
+                         f"{words[0].upper()}{words[1:]} time series, analyzer {name}: {options.describe()}. n/a: the "
+                         f"analyzer found a face in fewer than {config.min_found:.0%} of one video's frames.")
             summary["tables"][f"{group}_{name}"] = table.to_dict()
             summary.setdefault("headline", {})[name if group == "au" else f"{name} ({words}s)"] = headline(chosen)
             figures = [pair_bars(chosen, figures_dir / f"dtw_{group}_{name}.png",
