@@ -46,6 +46,13 @@ class Restorer:
         return list(y)
 
 
+def inference_device(choice: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cuda`` (an error without it) or ``cpu``, for running a trained model."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+    return torch.device("cuda" if choice in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
 def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> Restorer:
     """G_A of a CycleGAN checkpoint, on ``device`` (auto: CUDA when present), in evaluation mode."""
     tensors, meta = load_checkpoint(checkpoint)
@@ -54,9 +61,7 @@ def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> R
     config = meta["config"]
     model = CycleGAN(CycleGANConfig(**config["model"]))
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
-    target = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    target = inference_device(device)
     return Restorer(model.G_A.to(target).eval(), int(config["crop_size"]), target)
 
 

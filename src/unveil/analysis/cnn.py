@@ -22,6 +22,7 @@ from unveil.data.datasets import Augment, to_tensor
 from unveil.data.faces import Box, CropTransform, FaceTracker, make_detector
 from unveil.errors import UnveilError
 from unveil.methods.classifier import ClassifierConfig, FaceClassifier
+from unveil.restore import inference_device
 from unveil.train.checkpoint import load_checkpoint
 
 
@@ -42,9 +43,7 @@ class ImageModel:
         self.crop: dict = dict(outputs.get("crop", {}))
         self.net = FaceClassifier(model_config, len(self.aus), len(self.emotions))
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
-        self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = inference_device(device)
         self.net.to(self.device).eval()
         self.load_size, self.crop_size = int(config["load_size"]), int(config["crop_size"])
         self.view = Augment(self.load_size, self.crop_size, train=False)  # what validation saw: centre crop
