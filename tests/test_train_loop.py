@@ -3,6 +3,7 @@ two processes with batch 1 follow the loss curve of one process with batch 2."""
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from unveil.errors import UnveilError
 from unveil.methods.cyclegan import CycleGAN, CycleGANConfig, set_requires_grad
 from unveil.synth import generate
 from unveil.train.checkpoint import load_checkpoint
-from unveil.train.loop import EpochSampler, TrainConfig, train
+from unveil.train.loop import EpochSampler, TrainConfig, train, train_per_subject
 
 from conftest import tiny_config, tiny_prepared
 
@@ -72,6 +74,33 @@ def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(samples: Path, t
     expected, actual = _weights(tmp_path / "reference"), _weights(run)
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_time_limit_stops_mid_epoch_and_resume_ends_where_an_uninterrupted_run_ends(samples: Path, tmp_path: Path
+                                                                                   ) -> None:
+    reference = train(samples, tmp_path / "reference", TrainConfig(**TINY), progress=False)
+    run = tmp_path / "limited"
+    stopped = train(samples, run, TrainConfig(**TINY, time_limit=1e-9), progress=False)  # out of time at once
+    assert not stopped.complete and stopped.epochs == 0 and stopped.history == []
+    _, meta = load_checkpoint(run / "checkpoints" / "latest.safetensors")
+    assert (meta["epoch"], meta["batch"]) == (1, 1)  # one batch trained, then saved and stopped
+    resumed = train(samples, run, TrainConfig(**TINY), resume=True, progress=False)
+    assert resumed.complete and resumed.epochs == 3
+    for before, after in zip(reference.history, resumed.history, strict=True):
+        assert {k: v for k, v in before.items() if k != "seconds"} == {k: v for k, v in after.items() if k != "seconds"}
+    expected, actual = _weights(tmp_path / "reference"), _weights(run)
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+def test_time_limit_covers_all_subjects_and_later_ones_are_not_started(samples: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    shutil.copytree(samples, folder)
+    table = pd.read_parquet(folder / "samples.parquet")
+    pd.concat([table, table.assign(subject="S99")]).to_parquet(folder / "samples.parquet")
+    results = train_per_subject(folder, tmp_path / "runs", TrainConfig(**TINY, time_limit=1e-9), progress=False)
+    assert list(results) == [table["subject"].iloc[0]] and not results[table["subject"].iloc[0]].complete
+    assert not (tmp_path / "runs" / "S99").exists()
 
 
 @pytest.mark.slow
@@ -158,10 +187,20 @@ def test_cli_trains_from_a_manifest(tmp_path: Path) -> None:
                     str(tmp_path / "run"), "--prepare-config", str(tmp_path / "prep.yaml"), "--config",
                     str(tmp_path / "train.yaml"), "--quiet")
     assert result.returncode == 0, result.stderr
-    assert "S01: 1 epochs" in result.stdout
+    assert "S01: 1 of 1 epochs" in result.stdout
     assert (tmp_path / "run" / "prepared" / "samples.parquet").is_file()
     assert (tmp_path / "run" / "S01" / "checkpoints" / "epoch_001.safetensors").is_file()
     assert (tmp_path / "run" / "S01" / "samples" / "epoch_001.png").is_file()
+
+    args = ("train", "cyclegan", "--samples", str(tmp_path / "run" / "prepared"), "--run", str(tmp_path / "limited"),
+            "--config", str(tmp_path / "train.yaml"), "--quiet")
+    limited = unveil(*args, "--time-limit", "1e-9")
+    assert limited.returncode == 0, limited.stderr
+    assert "S01: 0 of 1 epochs" in limited.stdout and "stopped by the time limit" in limited.stdout
+    assert "--resume continues it" in limited.stdout
+    continued = unveil(*args, "--resume")
+    assert continued.returncode == 0 and "S01: 1 of 1 epochs" in continued.stdout
+    assert "time limit" not in continued.stdout
     del manifest
     missing = unveil("train", "cyclegan", "--run", str(tmp_path / "r2"))
     assert missing.returncode == 2 and "Give --samples" in missing.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -17,6 +17,9 @@ from rich.markup import escape
 from unveil import __version__
 from unveil.errors import UnveilError
 from unveil.progress import stderr_console
+
+if TYPE_CHECKING:
+    from unveil.train.loop import TrainResult
 
 app = typer.Typer(
     name="unveil",
@@ -217,6 +220,9 @@ def train_cyclegan(
     load_size: Annotated[Optional[int], typer.Option(help="Resize to this before cropping.")] = None,
     crop_size: Annotated[Optional[int], typer.Option(help="Training crop size.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        help="Minutes after which training stops with 'latest' saved (all subjects together); --resume "
+             "continues.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from run/checkpoints/latest.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -236,7 +242,7 @@ def train_cyclegan(
     if config is not None:
         options.update(read_yaml_mapping(config))
     flags = {"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
-             "load_size": load_size, "crop_size": crop_size, "device": device}
+             "load_size": load_size, "crop_size": crop_size, "device": device, "time_limit": time_limit}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
     if samples is None and manifest is None:
@@ -261,7 +267,16 @@ def train_cyclegan(
     for name, result in results.items():
         last = result.history[-1] if result.history else {}
         summary = ", ".join(f"{k} {last[k]:.3f}" for k in ("cycle_A", "val_total") if k in last)
-        typer.echo(f"{name}: {result.epochs} epochs ({summary}) -> {result.run_dir / 'checkpoints'}")
+        typer.echo(f"{name}: {result.epochs} of {cfg.total_epochs} epochs ({summary}) -> "
+                   f"{result.run_dir / 'checkpoints'}" + _stopped_note(result))
+    if not all(result.complete for result in results.values()):
+        typer.echo("The time limit stopped training; the same command with --resume continues it (and the "
+                   "subjects not started yet).")
+
+
+def _stopped_note(result: TrainResult) -> str:
+    """What to say after a run the time limit stopped."""
+    return "" if result.complete else "; stopped by the time limit, continue with --resume"
 
 
 @train_app.command("classifier")
@@ -289,6 +304,8 @@ def train_classifier(
     load_size: Annotated[Optional[int], typer.Option(help="pixels: resize to this before cropping.")] = None,
     crop_size: Annotated[Optional[int], typer.Option(help="pixels: training crop size.")] = None,
     device: Annotated[Optional[str], typer.Option(help="pixels: auto, cpu or cuda.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        help="pixels: minutes after which training stops with 'latest' saved; --resume continues.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="pixels: continue from OUT/checkpoints/latest.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -301,7 +318,8 @@ def train_classifier(
         _train_image_classifier(samples, out, condition=condition, preset=preset, config=config, seed=seed,
                                 resume=resume, quiet=quiet,
                                 flags={"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
-                                       "load_size": load_size, "crop_size": crop_size, "device": device},
+                                       "load_size": load_size, "crop_size": crop_size, "device": device,
+                                       "time_limit": time_limit},
                                 model_flags={"backbone": backbone, "pretrained": str(pretrained) if pretrained else None})
         return
     if features != "landmarks":

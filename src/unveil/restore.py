@@ -62,7 +62,8 @@ def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> R
     model = CycleGAN(CycleGANConfig(**config["model"]))
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
     target = inference_device(device)
-    return Restorer(model.G_A.to(target).eval(), int(config["crop_size"]), target)
+    size = (meta.get("outputs") or {}).get("face_size", config["crop_size"])  # older checkpoints: crop_size
+    return Restorer(model.G_A.to(target).eval(), int(size), target)
 
 
 def occlusion_from_difference(crop: np.ndarray, restored: np.ndarray, threshold: float = 0.12,

@@ -1,8 +1,8 @@
 """Training datasets over ``samples.parquet``: unpaired (two domains, e.g. occluded / normal, for CycleGAN),
 paired (occluded, clean, mask: pix2pix and the de-occluder) and labelled (image + AU vector or class).
 
-Transforms follow the reference CycleGAN code: resize to ``load_size``, random crop to ``crop_size``, random
-horizontal flip, scale to [-1, 1]; every image of one sample gets the same crop and flip. Each item's
+Transforms follow the reference CycleGAN code (``preprocess``: by default resize to ``load_size``, random crop to
+``crop_size``; random horizontal flip; scale to [-1, 1]); every image of one sample gets the same crop and flip. Each item's
 randomness is a function of (seed, epoch, index) only, so runs repeat exactly with any number of loader
 workers, on one GPU or several.
 """
@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -24,31 +25,59 @@ from torch.utils.data import DataLoader, Dataset
 from unveil.errors import UnveilError
 
 
+#: The reference CycleGAN code's ``--preprocess`` choices.
+Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
+
+
 @dataclass(frozen=True)
 class Augment:
-    """The reference CycleGAN preprocessing (``resize_and_crop`` + flip) for a list of aligned images."""
+    """The reference CycleGAN preprocessing for a list of aligned images (same resize, crop and flip for all).
+
+    ``preprocess`` as the reference's ``--preprocess``: ``resize_and_crop`` (to ``load_size`` square, random
+    ``crop_size`` crop), ``crop`` (random crop, no resize), ``scale_width`` (width to ``load_size``, height kept
+    in proportion but at least ``crop_size``), ``scale_width_and_crop`` (that, then a random crop), ``none``
+    (sides rounded to multiples of 4). Random horizontal flip unless ``flip`` is False. ``train`` False (validation,
+    inference): crops are centred and nothing is flipped.
+    """
 
     load_size: int = 286
     crop_size: int = 256
     flip: bool = True
-    train: bool = True  # False: centre crop, no flip (validation, test)
+    train: bool = True
+    preprocess: Preprocess = "resize_and_crop"
 
     def __post_init__(self) -> None:
-        if self.crop_size > self.load_size:
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
             raise UnveilError(f"crop_size ({self.crop_size}) cannot exceed load_size ({self.load_size}).")
 
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of an image of that size after the resize step."""
+        if self.preprocess == "resize_and_crop":
+            return self.load_size, self.load_size
+        if self.preprocess in ("scale_width", "scale_width_and_crop"):
+            if width == self.load_size and height >= self.crop_size:
+                return height, width
+            return int(max(self.load_size * height / width, self.crop_size)), self.load_size
+        if self.preprocess == "none":
+            return max(4, int(round(height / 4) * 4)), max(4, int(round(width / 4) * 4))
+        return height, width  # crop
+
     def __call__(self, images: Sequence[np.ndarray], rng: random.Random) -> list[np.ndarray]:
-        size, crop = self.load_size, self.crop_size
-        resized = [im if im.shape[0] == size and im.shape[1] == size else
-                   cv2.resize(im, (size, size), interpolation=cv2.INTER_NEAREST if im.ndim == 2 else cv2.INTER_CUBIC)
-                   for im in images]
-        if self.train:
-            x, y = rng.randint(0, size - crop), rng.randint(0, size - crop)
-            flip = self.flip and rng.random() < 0.5
-        else:
-            x = y = (size - crop) // 2
-            flip = False
-        out = [im[y:y + crop, x:x + crop] for im in resized]
+        height, width = self.resized(*images[0].shape[:2])
+        out = [im if im.shape[:2] == (height, width) else
+               cv2.resize(im, (width, height), interpolation=cv2.INTER_NEAREST if im.ndim == 2 else cv2.INTER_CUBIC)
+               for im in images]
+        if self.preprocess.endswith("crop"):
+            crop = self.crop_size
+            if height < crop or width < crop:
+                raise UnveilError(f"preprocess {self.preprocess}: the images are {width}x{height} after resizing, "
+                                  f"smaller than crop_size {crop}.")
+            if self.train:
+                x, y = rng.randint(0, width - crop), rng.randint(0, height - crop)
+            else:
+                x, y = (width - crop) // 2, (height - crop) // 2
+            out = [im[y:y + crop, x:x + crop] for im in out]
+        flip = self.train and self.flip and rng.random() < 0.5
         return [np.ascontiguousarray(im[:, ::-1]) for im in out] if flip else out
 
 
@@ -76,9 +105,10 @@ def load_samples(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, Path]:
     return pd.read_parquet(file), file.parent
 
 
-def select(samples: pd.DataFrame, criteria: Mapping[str, object] | None = None, split: str | None = None
-           ) -> pd.DataFrame:
-    """Rows whose columns equal every criterion (a list means any of its values), in the given split."""
+def select(samples: pd.DataFrame, criteria: Mapping[str, object] | None = None, split: str | None = None,
+           limit: int | None = None) -> pd.DataFrame:
+    """Rows whose columns equal every criterion (a list means any of its values), in the given split; the first
+    ``limit`` of them when given (the reference code's ``max_dataset_size``)."""
     rows = samples
     if split is not None:
         rows = rows[rows["split"] == split]
@@ -86,7 +116,7 @@ def select(samples: pd.DataFrame, criteria: Mapping[str, object] | None = None, 
         if column not in rows.columns:
             raise UnveilError(f"samples.parquet has no column '{column}'.")
         rows = rows[rows[column].isin(value if isinstance(value, list | tuple | set) else [value])]
-    return rows.reset_index(drop=True)
+    return rows.iloc[:limit].reset_index(drop=True)
 
 
 class SeededDataset(Dataset):
@@ -104,13 +134,13 @@ class SeededDataset(Dataset):
 
 class UnpairedDataset(SeededDataset):
     """Domain A and domain B images without correspondence (CycleGAN). Item ``i`` is A[i mod |A|] and a random
-    B (the reference code's ``serial_batches=False``); the length is max(|A|, |B|)."""
+    B, or B[i mod |B|] with ``serial`` (the reference code's ``serial_batches``); the length is max(|A|, |B|)."""
 
     def __init__(self, root: Path, domain_a: pd.DataFrame, domain_b: pd.DataFrame, augment: Augment,
-                 seed: int = 0) -> None:
+                 seed: int = 0, serial: bool = False) -> None:
         if len(domain_a) == 0 or len(domain_b) == 0:
             raise UnveilError(f"Both domains need images; found {len(domain_a)} in A and {len(domain_b)} in B.")
-        self.root, self.augment, self.seed = root, augment, seed
+        self.root, self.augment, self.seed, self.serial = root, augment, seed, serial
         self.a, self.b = domain_a["image"].tolist(), domain_b["image"].tolist()
 
     def __len__(self) -> int:
@@ -118,7 +148,8 @@ class UnpairedDataset(SeededDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         rng = self.rng(index)
-        path_a, path_b = self.a[index % len(self.a)], self.b[rng.randrange(len(self.b))]
+        path_a = self.a[index % len(self.a)]
+        path_b = self.b[index % len(self.b)] if self.serial else self.b[rng.randrange(len(self.b))]
         (image_a,) = self.augment([load_image(self.root / path_a)], rng)
         (image_b,) = self.augment([load_image(self.root / path_b)], rng)
         return {"A": to_tensor(image_a), "B": to_tensor(image_b), "A_path": path_a, "B_path": path_b}

@@ -178,12 +178,16 @@ class ClassifierMethod:
             raise UnveilError("The prepared frames have neither varying AU labels nor emotion labels to learn.")
         self.module = FaceClassifier(c, len(self.aus), len(self.emotions))
 
+        if config.preprocess != "resize_and_crop":
+            raise UnveilError(f"The classifier takes preprocess resize_and_crop only (the cnn analyzer cuts faces at "
+                              f"load_size), not {config.preprocess}.")
+
         def dataset(split: str, train: bool) -> FaceLabelsDataset | None:
-            chosen = rows["split"] == split
-            if not chosen.any():
+            chosen = np.flatnonzero((rows["split"] == split).to_numpy())[:config.max_dataset_size if train else None]
+            if not len(chosen):
                 return None
             augment = Augment(config.load_size, config.crop_size, config.flip, train=train)
-            return FaceLabelsDataset(root, rows[chosen], self.aus, emotion[chosen.to_numpy()], augment, seed)
+            return FaceLabelsDataset(root, rows.iloc[chosen], self.aus, emotion[chosen], augment, seed)
 
         self.crop: dict[str, Any] = {}
         if (root / "prepare.yaml").is_file():

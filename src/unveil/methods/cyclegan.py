@@ -152,20 +152,31 @@ class CycleGANMethod:
     monitor = "total"
 
     def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
-        from unveil.data.datasets import Augment, UnpairedDataset, select
+        from unveil.data.datasets import Augment, UnpairedDataset, load_image, select
 
         c = self.config = config
         self.model = self.module = CycleGAN(config.model, seed=seed)
-        self.train_set: Dataset = UnpairedDataset(root, select(table, c.domain_a, "train"),
-                                                  select(table, c.domain_b, "train"),
-                                                  Augment(c.load_size, c.crop_size, c.flip), seed=seed)
-        val_a, val_b = select(table, c.domain_a, "val"), select(table, c.domain_b, "val")
+        domain_a, domain_b = (c.domain_a, c.domain_b) if c.direction == "AtoB" else (c.domain_b, c.domain_a)
+        train_a, train_b = (select(table, domain, "train", limit=c.max_dataset_size) for domain in (domain_a, domain_b))
+        self.train_set: Dataset = UnpairedDataset(root, train_a, train_b,
+                                                  Augment(c.load_size, c.crop_size, c.flip, preprocess=c.preprocess),
+                                                  seed=seed, serial=c.serial_batches)
+        val_a, val_b = select(table, domain_a, "val"), select(table, domain_b, "val")
         self.val_set: Dataset | None = (
-            UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False), seed=seed)
+            UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False,
+                                                        preprocess=c.preprocess), seed=seed, serial=c.serial_batches)
             if len(val_a) and len(val_b) else None)
+        # The face side restore feeds G_A: crop_size for the resizing choices (the reference tests with
+        # load_size = crop_size), else the training crops' own scale, rounded to a multiple of 4 as the
+        # generator's two down- and up-sampling steps need.
+        self.face_size = c.crop_size
+        if c.preprocess in ("crop", "none"):
+            side = load_image(root / train_a["image"].iloc[0]).shape[0]
+            self.face_size = Augment(preprocess="none").resized(side, side)[0]
 
     def describe(self) -> dict[str, Any]:
-        return {}
+        """The side of the face crop restore should feed G_A (see ``face_size``)."""
+        return {"face_size": self.face_size}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.model.make_optimizers()

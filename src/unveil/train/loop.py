@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from torch.utils.data import DataLoader, Sampler
 
 from unveil.config import Config
-from unveil.data.datasets import load_samples
+from unveil.data.datasets import Preprocess, load_samples
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 from unveil.methods.classifier import ClassifierConfig
@@ -54,19 +54,45 @@ class TrainConfig(Config):
     accumulate: int = Field(default=1, ge=1, description="Batches whose gradients add up before a step.")
     load_size: int = Field(default=286, ge=8)
     crop_size: int = Field(default=256, ge=8)
-    flip: bool = True
+    preprocess: Preprocess = Field(default="resize_and_crop", description="How images are scaled and cropped "
+                                   "(the reference's choices; see unveil.data.datasets.Augment).")
+    flip: bool = Field(default=True, description="Random horizontal flips (the reference's no_flip: false).")
+    serial_batches: bool = Field(default=False, description="Take samples in order, and pair A[i] with B[i] "
+                                                            "instead of a random B.")
+    max_dataset_size: int | None = Field(default=None, ge=1, description="Use only the first N training samples "
+                                                                          "of each domain (None: all).")
+    direction: Literal["AtoB", "BtoA"] = Field(default="AtoB", description="BtoA swaps domain_a and domain_b "
+                                                                           "(G_A then adds the obstruction).")
     num_workers: int = Field(default=0, ge=0, description="Data-loading processes per training process.")
     seed: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(default=True, description="Mixed precision (float16) on CUDA; ignored on the CPU.")
     save_epoch_freq: int = Field(default=5, ge=1)
     save_latest_freq: int = Field(default=0, ge=0, description="Also save 'latest' every N iterations (0: off).")
+    time_limit: float = Field(default=0.0, ge=0, description="Minutes of training after which the run stops with "
+                                                             "'latest' saved, e.g. a cluster job's wall time "
+                                                             "(0: none); --resume continues it.")
     n_samples: int = Field(default=4, ge=1, description="Validation images in the per-epoch sample grid.")
     domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"},
                                      description="Rows of domain A (unpaired methods).")
     domain_b: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"},
                                      description="Rows of domain B (unpaired methods).")
     subjects: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_names(cls, data: Any) -> Any:
+        """The reference code's names for two options: ``no_flip`` (not ``flip``) and ``num_threads``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for reference, ours, convert in (("no_flip", "flip", lambda v: not v), ("num_threads", "num_workers", int)):
+            if reference in data:
+                value = convert(data.pop(reference))
+                if ours in data and data[ours] != value:
+                    raise ValueError(f"{reference} and {ours} contradict each other; give one of them")
+                data[ours] = value
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -94,17 +120,19 @@ class TrainResult:
     """Where the run is and what it did."""
 
     run_dir: Path
-    epochs: int
+    epochs: int  # epochs completed
     history: list[dict[str, float]] = field(default_factory=list)
+    complete: bool = True  # False: stopped by the time limit; --resume continues
 
 
 class EpochSampler(Sampler[int]):
-    """One seeded permutation per epoch; process ``rank`` of ``world`` takes every world-th index, starting
-    after ``skip`` of its own samples (to resume in the middle of an epoch)."""
+    """One seeded permutation per epoch (the natural order without ``shuffle``); process ``rank`` of ``world``
+    takes every world-th index, starting after ``skip`` of its own samples (to resume in the middle of an epoch)."""
 
-    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0) -> None:
+    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0,
+                 shuffle: bool = True) -> None:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=generator).tolist()
+        order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
         order += order[: (-len(order)) % world]  # pad so every process gets as many samples
         self.indices = order[rank::world][skip:]
 
@@ -147,7 +175,7 @@ class Trainer:
     """Runs one training (one subject, or pooled) of ``config.method`` into ``run_dir``."""
 
     def __init__(self, samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
-        if config.crop_size > config.load_size:
+        if config.crop_size > config.load_size and config.preprocess in ("resize_and_crop", "scale_width_and_crop"):
             raise UnveilError(f"crop_size ({config.crop_size}) cannot exceed load_size ({config.load_size}).")
         self.config = config
         self.rank, self.world, local_rank = _world()
@@ -276,8 +304,22 @@ class Trainer:
         return torchvision.utils.make_grid(torch.cat(rows).float().cpu() * 0.5 + 0.5, nrow=len(rows[0]), padding=2)
 
     # -- the loop ----------------------------------------------------------------------------------------
-    def fit(self, resume: bool = False, progress: bool = True) -> TrainResult:
+    def _out_of_time(self, deadline: float | None) -> bool:
+        """Whether the time limit is reached; every process takes rank 0's answer so all stop at one batch."""
+        if deadline is None:
+            return False
+        late = torch.tensor([time.monotonic() >= deadline], dtype=torch.int32)
+        if self.world > 1:
+            dist.broadcast(late, 0)
+        return bool(late.item())
+
+    def fit(self, resume: bool = False, progress: bool = True, deadline: float | None = None) -> TrainResult:
+        """Train to ``config.total_epochs``, or until ``deadline`` (``time.monotonic()`` seconds; default: now
+        plus ``config.time_limit``), whichever comes first."""
         config = self.config
+        if deadline is None and config.time_limit:
+            deadline = time.monotonic() + 60 * config.time_limit
+        stopped = False
         latest = self.run_dir / "checkpoints" / LATEST
         if self.main:  # a killed run may leave a temporary file behind; it never looks like a checkpoint
             for stale in (self.run_dir / "checkpoints").glob(".tmp-*"):
@@ -300,7 +342,7 @@ class Trainer:
                 if hasattr(self.train_set, "set_epoch"):
                     self.train_set.set_epoch(self.epoch)
                 sampler = EpochSampler(len(self.train_set), config.seed, self.epoch, self.rank, self.world,
-                                       skip=self.batch * config.batch_size)
+                                       skip=self.batch * config.batch_size, shuffle=not config.serial_batches)
                 loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=sampler,
                                     num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
                 for batch in loader:
@@ -310,9 +352,16 @@ class Trainer:
                         self.sums[k] = self.sums.get(k, 0.0) + v
                     self.batch += 1
                     advance(1)
+                    if self.batch < per_epoch and self._out_of_time(deadline):
+                        stopped = True
+                        break
                     if self.main and config.save_latest_freq and self.batch % config.save_latest_freq == 0 \
                             and self.batch < per_epoch:
                         self.save(LATEST)
+                if stopped:  # mid-epoch: 'latest' holds the position, the loss sums and every RNG
+                    if self.main:
+                        self.save(LATEST)
+                    break
                 steps = max(self.batch, 1)
                 means = {k: v / steps for k, v in sorted(self.sums.items())}
                 if self.world > 1:  # the epoch's losses over all processes, not just this one's share
@@ -336,11 +385,14 @@ class Trainer:
                     if finished % config.save_epoch_freq == 0 or finished == config.total_epochs:
                         self.save(f"epoch_{finished:03d}.safetensors")
                     self.save(LATEST)
+                if self.epoch <= config.total_epochs and self._out_of_time(deadline):
+                    stopped = True
+                    break
         if writer is not None:
             writer.close()
         if self.world > 1:
             dist.barrier()
-        return TrainResult(self.run_dir, config.total_epochs, self.history)
+        return TrainResult(self.run_dir, self.epoch - 1, self.history, complete=not stopped)
 
     def _log_epoch(self, writer: Any, record: dict[str, float], epoch: int) -> None:
         import torchvision
@@ -362,22 +414,28 @@ class Trainer:
 
 
 def train(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig | None = None,
-          *, resume: bool = False, progress: bool = True) -> TrainResult:
+          *, resume: bool = False, progress: bool = True, deadline: float | None = None) -> TrainResult:
     """Train ``config.method`` on prepared ``samples`` into ``run_dir`` (see :class:`Trainer`)."""
-    return Trainer(samples, run_dir, config or TrainConfig()).fit(resume=resume, progress=progress)
+    return Trainer(samples, run_dir, config or TrainConfig()).fit(resume=resume, progress=progress, deadline=deadline)
 
 
 def train_per_subject(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig,
                       subjects: list[str] | None = None, *, resume: bool = False, progress: bool = True
                       ) -> dict[str, TrainResult]:
     """One model per subject (seed 000's choice), each in ``run_dir/<subject>``. ``subjects`` picks some, so
-    that several GPUs or cluster array jobs can each take a share."""
+    that several GPUs or cluster array jobs can each take a share. ``config.time_limit`` bounds all of them
+    together: a subject stopped by it is the last one trained (``complete`` False), later ones are not started."""
     table, _ = load_samples(samples)
     available = list(dict.fromkeys(table["subject"]))
     chosen = subjects or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         raise UnveilError(f"samples.parquet has no subject {', '.join(unknown)}; it has {', '.join(available)}.")
-    return {subject: train(samples, Path(run_dir) / subject, config.model_copy(update={"subjects": [subject]}),
-                           resume=resume, progress=progress)
-            for subject in chosen}
+    deadline = time.monotonic() + 60 * config.time_limit if config.time_limit else None
+    results: dict[str, TrainResult] = {}
+    for subject in chosen:
+        results[subject] = train(samples, Path(run_dir) / subject, config.model_copy(update={"subjects": [subject]}),
+                                 resume=resume, progress=progress, deadline=deadline)
+        if not results[subject].complete:
+            break
+    return results
