@@ -194,7 +194,9 @@ def test_cli_trains_from_a_manifest(tmp_path: Path) -> None:
 
     args = ("train", "cyclegan", "--samples", str(tmp_path / "run" / "prepared"), "--run", str(tmp_path / "limited"),
             "--config", str(tmp_path / "train.yaml"), "--quiet")
-    limited = unveil(*args, "--time-limit", "1e-9")
+    unknown = unveil(*args, "--subjects", "S01,S99")
+    assert unknown.returncode == 2 and "samples.parquet has no subject S99; it has S01." in unknown.stderr
+    limited = unveil(*args, "--subjects", "S01", "--time-limit", "1e-9")
     assert limited.returncode == 0, limited.stderr
     assert "S01: 0 of 1 epochs" in limited.stdout and "stopped by the time limit" in limited.stdout
     assert "--resume continues it" in limited.stdout

@@ -209,7 +209,9 @@ def train_cyclegan(
     prepare_config: Annotated[Optional[Path], typer.Option(help="YAML of 'unveil prepare' options.")] = None,
     per_subject: Annotated[bool, typer.Option("--per-subject/--pooled",
                                               help="One model per subject (seed 000) or one for all.")] = True,
-    subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
+    subject: Annotated[Optional[list[str]], typer.Option(
+        "--subject", "--subjects", help="Only these subjects (repeatable or comma-separated: S01,S02), e.g. one "
+                                        "share per GPU or array job.")] = None,
     preset: Annotated[Optional[str], typer.Option(
         help="paper: seed 000's schedule (lr 3e-4, 15 + 15 epochs, 286 -> 256); cpu: a narrower generator at 128 "
              "px for a laptop CPU (see README).")] = None,
@@ -245,6 +247,7 @@ def train_cyclegan(
              "load_size": load_size, "crop_size": crop_size, "device": device, "time_limit": time_limit}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
+    subject = [name for value in subject or [] for name in value.split(",") if name] or None
     if samples is None and manifest is None:
         raise UnveilError("Give --samples (a folder prepared by 'unveil prepare') or --manifest (prepared first).")
     if samples is not None and manifest is not None:
