@@ -77,15 +77,17 @@ def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(samples: Path, t
 
 
 @pytest.mark.slow
-def test_time_limit_stops_mid_epoch_and_resume_ends_where_an_uninterrupted_run_ends(samples: Path, tmp_path: Path
-                                                                                   ) -> None:
-    reference = train(samples, tmp_path / "reference", TrainConfig(**TINY), progress=False)
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_time_limit_stops_mid_epoch_and_resume_ends_where_an_uninterrupted_run_ends(samples: Path, tmp_path: Path,
+                                                                                   accumulate: int) -> None:
+    options = {**TINY, "accumulate": accumulate}
+    reference = train(samples, tmp_path / "reference", TrainConfig(**options), progress=False)
     run = tmp_path / "limited"
-    stopped = train(samples, run, TrainConfig(**TINY, time_limit=1e-9), progress=False)  # out of time at once
+    stopped = train(samples, run, TrainConfig(**options, time_limit=1e-9), progress=False)  # out of time at once
     assert not stopped.complete and stopped.epochs == 0 and stopped.history == []
     _, meta = load_checkpoint(run / "checkpoints" / "latest.safetensors")
-    assert (meta["epoch"], meta["batch"]) == (1, 1)  # one batch trained, then saved and stopped
-    resumed = train(samples, run, TrainConfig(**TINY), resume=True, progress=False)
+    assert (meta["epoch"], meta["batch"]) == (1, accumulate)  # stopped after the first optimiser step
+    resumed = train(samples, run, TrainConfig(**options), resume=True, progress=False)
     assert resumed.complete and resumed.epochs == 3
     for before, after in zip(reference.history, resumed.history, strict=True):
         assert {k: v for k, v in before.items() if k != "seconds"} == {k: v for k, v in after.items() if k != "seconds"}

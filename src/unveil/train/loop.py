@@ -352,11 +352,12 @@ class Trainer:
                         self.sums[k] = self.sums.get(k, 0.0) + v
                     self.batch += 1
                     advance(1)
-                    if self.batch < per_epoch and self._out_of_time(deadline):
+                    # mid-epoch stops and saves only after an optimiser step: accumulated gradients are not saved
+                    if update and self.batch < per_epoch and self._out_of_time(deadline):
                         stopped = True
                         break
                     if self.main and config.save_latest_freq and self.batch % config.save_latest_freq == 0 \
-                            and self.batch < per_epoch:
+                            and update and self.batch < per_epoch:
                         self.save(LATEST)
                 if stopped:  # mid-epoch: 'latest' holds the position, the loss sums and every RNG
                     if self.main:
