@@ -1,10 +1,10 @@
 """Training datasets over ``samples.parquet``: unpaired (two domains, e.g. occluded / normal, for CycleGAN),
 paired (occluded, clean, mask: pix2pix and the de-occluder) and labelled (image + AU vector or class).
 
-Transforms follow the reference CycleGAN code (``preprocess``: by default resize to ``load_size``, random crop to
-``crop_size``; random horizontal flip; scale to [-1, 1]); every image of one sample gets the same crop and flip. Each item's
-randomness is a function of (seed, epoch, index) only, so runs repeat exactly with any number of loader
-workers, on one GPU or several.
+Transforms follow the reference CycleGAN code (``preprocess``, by default: resize to ``load_size``, random crop
+to ``crop_size``; random horizontal flip; scale to [-1, 1]); every image of one sample gets the same crop and
+flip. Each item's randomness is a function of (seed, epoch, index) only, so runs repeat exactly with any number
+of loader workers, on one GPU or several.
 """
 
 from __future__ import annotations

@@ -163,6 +163,9 @@ class ClassifierMethod:
 
     def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
         self.config, c = config, config.model
+        if config.preprocess != "resize_and_crop":
+            raise UnveilError(f"The classifier takes preprocess resize_and_crop only (the cnn analyzer cuts faces at "
+                              f"load_size), not {config.preprocess}.")
         rows = select(table, c.train_on)
         if rows.empty:
             raise UnveilError(f"No prepared frames match {c.train_on}; the classifier has nothing to learn from.")
@@ -177,10 +180,6 @@ class ClassifierMethod:
         if not self.aus and not self.emotions:
             raise UnveilError("The prepared frames have neither varying AU labels nor emotion labels to learn.")
         self.module = FaceClassifier(c, len(self.aus), len(self.emotions))
-
-        if config.preprocess != "resize_and_crop":
-            raise UnveilError(f"The classifier takes preprocess resize_and_crop only (the cnn analyzer cuts faces at "
-                              f"load_size), not {config.preprocess}.")
 
         def dataset(split: str, train: bool) -> FaceLabelsDataset | None:
             chosen = np.flatnonzero((rows["split"] == split).to_numpy())[:config.max_dataset_size if train else None]
