@@ -127,6 +127,30 @@ def test_two_processes_follow_one_process_with_double_batch(samples: Path, tmp_p
         assert max(epoch[k] for k in ("G_A", "G_B", "D_A", "D_B")) < 0.2, epoch
 
 
+def test_all_processes_stop_at_rank_zeros_time_limit(samples: Path, tmp_path: Path) -> None:
+    """Rank 1's clock never runs out here; it must still stop with rank 0 (else it would wait for rank 0's
+    gradients for ever)."""
+    script = tmp_path / "ddp_limit.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, time
+        if os.environ["RANK"] == "1":
+            time.monotonic = lambda: 0.0
+        from unveil.methods.cyclegan import CycleGANConfig
+        from unveil.train.loop import TrainConfig, train
+        config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=1,
+                             n_epochs_decay=0, load_size=36, crop_size=32, batch_size=1, time_limit=1e-9)
+        result = train({str(samples)!r}, {str(tmp_path / "run")!r}, config, progress=False)
+        print("rank", os.environ["RANK"], "complete", result.complete)
+    """))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 0 complete False" in result.stdout and "rank 1 complete False" in result.stdout
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.safetensors")
+    assert (meta["epoch"], meta["batch"]) == (1, 1)
+
+
 def test_half_batch_gradients_average_to_the_full_batch_gradient() -> None:
     """What the loop does across processes (average the gradients of the halves) equals one process with
     the whole batch, weight by weight, to float precision."""
