@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unveil.data.datasets import Augment, LabelledDataset, PairedDataset, UnpairedDataset, load_samples, make_loader, select
+from unveil.data.datasets import (IGNORE, Augment, LabelledDataset, PairedDataset, UnpairedDataset, load_samples,
+                                  make_loader, select)
 from unveil.data.manifest import Recording, load_manifest, save_manifest
 from unveil.data.prepare import PrepareConfig, prepare
 from unveil.data.sampling import sample_frames, split_train_val
@@ -144,8 +145,13 @@ def test_datasets_over_prepared_samples(prepared: Path) -> None:
     paired = PairedDataset(root, select(samples, {"condition": "occluded"}), augment)
     item = paired[0]
     assert item["mask"].shape == (1, 64, 64) and 0.2 < item["mask"].mean() < 0.9
-    labelled = LabelledDataset(root, select(samples, {"condition": "normal"}), ["AU12", "AU25"], augment)
-    assert labelled[0]["label"].shape == (2,)
+    normal = select(samples, {"condition": "normal"})
+    labelled = LabelledDataset(root, normal, ["AU12", "AU25"], augment)
+    item = labelled[1]
+    assert np.allclose(item["aus"].numpy(), normal.loc[1, ["AU12", "AU25"]].to_numpy(np.float32))
+    assert int(item["emotion"]) == IGNORE and item["path"] == normal.loc[1, "image"]
+    with_emotion = LabelledDataset(root, normal, [], augment, emotion=np.arange(len(normal)))
+    assert int(with_emotion[3]["emotion"]) == 3 and with_emotion[3]["aus"].shape == (0,)
     with pytest.raises(UnveilError, match="no label column"):
         LabelledDataset(root, samples, ["AU99"], augment)
 

@@ -1,5 +1,5 @@
 """Training datasets over ``samples.parquet``: unpaired (two domains, e.g. occluded / normal, for CycleGAN),
-paired (occluded, clean, mask: pix2pix and the de-occluder) and labelled (image + AU vector or class).
+paired (occluded, clean, mask: pix2pix and the de-occluder) and labelled (image + AU vector and emotion).
 
 Transforms follow the reference CycleGAN code (``preprocess``, by default: resize to ``load_size``, random crop
 to ``crop_size``; random horizontal flip; scale to [-1, 1]); every image of one sample gets the same crop and
@@ -180,33 +180,32 @@ class PairedDataset(SeededDataset):
         return item
 
 
-class LabelledDataset(SeededDataset):
-    """Image and its label: a float vector of ``label_columns`` (AU intensities) or a class index when
-    ``classes`` is given (the column ``label_columns[0]`` holds class names)."""
+#: Emotion index of a frame without one (torch cross-entropy's default ``ignore_index``).
+IGNORE = -100
 
-    def __init__(self, root: Path, samples: pd.DataFrame, label_columns: Sequence[str], augment: Augment,
-                 classes: Sequence[str] | None = None, seed: int = 0) -> None:
-        absent = [c for c in label_columns if c not in samples.columns]
+
+class LabelledDataset(SeededDataset):
+    """A face crop with its AU intensities (``aus`` columns; NaN where a frame has no label, so partly labelled
+    data can be used) and its emotion class index (``emotion``, one per row; ``IGNORE`` where none)."""
+
+    def __init__(self, root: Path, samples: pd.DataFrame, aus: Sequence[str], augment: Augment,
+                 emotion: np.ndarray | None = None, seed: int = 0) -> None:
+        absent = [c for c in aus if c not in samples.columns]
         if absent:
             raise UnveilError(f"samples.parquet has no label column {', '.join(absent)}.")
-        self.root, self.rows, self.augment, self.seed = root, samples.reset_index(drop=True), augment, seed
-        self.columns, self.classes = list(label_columns), list(classes) if classes else None
-        if self.classes:
-            unknown = set(self.rows[self.columns[0]]) - set(self.classes)
-            if unknown:
-                raise UnveilError(f"Labels {sorted(unknown)} are not among the classes {self.classes}.")
+        self.root, self.paths, self.augment, self.seed = root, samples["image"].tolist(), augment, seed
+        self.aus = samples[list(aus)].to_numpy(np.float32) if aus else np.zeros((len(samples), 0), np.float32)
+        self.emotion = np.full(len(samples), IGNORE, np.int64) if emotion is None else np.asarray(emotion, np.int64)
+        if len(self.emotion) != len(samples):
+            raise ValueError(f"{len(self.emotion)} emotion labels for {len(samples)} rows")
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        row = self.rows.iloc[index]
-        (image,) = self.augment([load_image(self.root / row["image"])], self.rng(index))
-        if self.classes:
-            label = torch.tensor(self.classes.index(row[self.columns[0]]), dtype=torch.long)
-        else:
-            label = torch.tensor(row[self.columns].to_numpy(dtype=np.float32))
-        return {"image": to_tensor(image), "label": label, "path": row["image"]}
+        (image,) = self.augment([load_image(self.root / self.paths[index])], self.rng(index))
+        return {"image": to_tensor(image), "aus": torch.tensor(self.aus[index]),
+                "emotion": torch.tensor(self.emotion[index]), "path": self.paths[index]}
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from unveil.config import Config
-from unveil.data.datasets import Augment, SeededDataset, load_image, select, to_tensor
+from unveil.data.datasets import IGNORE, Augment, LabelledDataset, select
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from unveil.train.loop import TrainConfig
     from unveil.train.method import Autocast, Backward, Batches
 
-IGNORE = -100  # emotion label of frames that have none (cross-entropy's ignore_index)
 
 
 class ClassifierConfig(Config):
@@ -136,24 +135,6 @@ def resolve_aus(table: pd.DataFrame, config: ClassifierConfig) -> list[str]:
     return [c for c in columns if table[c].notna().any() and float(table[c].std()) > 0]
 
 
-class FaceLabelsDataset(SeededDataset):
-    """A crop with its AU vector (NaN where unlabelled) and emotion class index (``IGNORE`` when none)."""
-
-    def __init__(self, root: Path, rows: pd.DataFrame, aus: list[str], emotion: np.ndarray, augment: Augment,
-                 seed: int = 0) -> None:
-        self.root, self.paths, self.augment, self.seed = root, rows["image"].tolist(), augment, seed
-        self.aus = rows[aus].to_numpy(np.float32) if aus else np.zeros((len(rows), 0), np.float32)
-        self.emotion = emotion
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        (image,) = self.augment([load_image(self.root / self.paths[index])], self.rng(index))
-        return {"image": to_tensor(image), "aus": torch.tensor(self.aus[index]),
-                "emotion": torch.tensor(self.emotion[index])}
-
-
 class ClassifierMethod:
     """The AU / emotion model in the training loop (AdamW, the loop's learning-rate policies). AU labels must be
     intensities in [0, 1] (the benchmark's are; divide FACS 0-5 codes by 5)."""
@@ -181,12 +162,12 @@ class ClassifierMethod:
             raise UnveilError("The prepared frames have neither varying AU labels nor emotion labels to learn.")
         self.module = FaceClassifier(c, len(self.aus), len(self.emotions))
 
-        def dataset(split: str, train: bool) -> FaceLabelsDataset | None:
+        def dataset(split: str, train: bool) -> LabelledDataset | None:
             chosen = np.flatnonzero((rows["split"] == split).to_numpy())[:config.max_dataset_size if train else None]
             if not len(chosen):
                 return None
             augment = Augment(config.load_size, config.crop_size, config.flip, train=train)
-            return FaceLabelsDataset(root, rows.iloc[chosen], self.aus, emotion[chosen], augment, seed)
+            return LabelledDataset(root, rows.iloc[chosen], self.aus, augment, emotion[chosen], seed)
 
         self.crop: dict[str, Any] = {}
         if (root / "prepare.yaml").is_file():
