@@ -58,6 +58,51 @@ def test_mask_compositing_keeps_visible_pixels_exactly(checkpoint: Path, tmp_pat
     assert np.any(cv2.imread(str(plain.output))[hidden == 0] != cv2.imread(str(tmp_path / "in.png"))[hidden == 0])
 
 
+def test_mask_out_says_which_pixels_come_from_the_restorer(checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    hidden = np.zeros((80, 96), np.uint8)
+    hidden[30:50, 40:60] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite="mask",
+            mask=tmp_path / "mask.png", mask_out=tmp_path / "share.png", progress=False)
+    share = cv2.imread(str(tmp_path / "share.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(share, hidden)  # the given mask lies well inside the (feathered) face box
+
+    plain = restore(checkpoint, tmp_path / "in.png", tmp_path / "plain.png", crop="none", mask_out=tmp_path / "p.png",
+                    progress=False)
+    share = cv2.imread(str(tmp_path / "p.png"), cv2.IMREAD_GRAYSCALE)
+    assert plain.occluded_share == 1.0
+    assert (share[:, :6] == 0).all() and (share[:, -6:] == 0).all()  # outside the centred 80 px square (8-88)
+    assert (share[20:60, 28:68] == 255).all()  # the box inside its feathered seam
+
+
+def test_mask_out_of_an_estimated_occlusion_marks_every_changed_pixel(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    restore(checkpoint, folder, tmp_path / "out", crop="none", composite="difference", mask_out=tmp_path / "share",
+            batch_size=2, progress=False)
+    outputs = [f.image for f in read_frames(tmp_path / "out")]
+    shares = [f.image for f in read_frames(tmp_path / "share")]
+    assert len(outputs) == len(shares) == 3
+    for frame, output, share in zip(frames, outputs, shares, strict=True):
+        share = share if share.ndim == 2 else share[..., 0]
+        assert np.array_equal(output[share == 0], frame[share == 0])  # untouched where the map says 0
+        assert (share > 0).any() and np.any(output[share > 0] != frame[share > 0])
+
+
+def test_mask_out_format_errors(checkpoint: Path, tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((16, 16, 3), np.uint8))
+    result = unveil("restore", str(checkpoint), str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"),
+                    "--mask-out", str(tmp_path / "m.jpg"))
+    assert result.returncode == 2 and "Write the mask of an image as .png (lossless)" in result.stderr
+
+
 def test_cli_refuses_a_pickle(tmp_path: Path) -> None:
     evil = tmp_path / "model.safetensors"
     evil.write_bytes(pickle.dumps({"weights": 1}))

@@ -481,6 +481,9 @@ def restore(
     mask: Annotated[Optional[Path], typer.Option(help="Occluder mask of the same frames (255 = hidden).")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and output next to each other.")]
         = False,
+    mask_out: Annotated[Optional[Path], typer.Option(
+        help="Also write where each output pixel comes from the restorer (255) or the input (0): a .png for an "
+             "image, a lossless .mkv or a folder for a video or folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -497,13 +500,17 @@ def restore(
 
         if not checkpoint.is_dir():
             raise UnveilError(f"To restore a manifest, give the folder of per-subject runs, not {checkpoint}.")
+        if mask_out is not None or side_by_side:
+            raise UnveilError("--mask-out and --side-by-side take one input, not a manifest.")
         outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
                                      device=device, resume=resume, progress=not quiet)
         typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
         return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
-                         side_by_side=side_by_side, batch_size=batch_size, device=device, progress=not quiet)
-    typer.echo(f"{result.frames} frames restored -> {result.output}")
+                         side_by_side=side_by_side, mask_out=mask_out, batch_size=batch_size, device=device,
+                         progress=not quiet)
+    typer.echo(f"{result.frames} frames restored -> {result.output}"
+               + (f"; {result.occluded_share:.0%} of the face box from the restorer -> {mask_out}" if mask_out else ""))
 
 
 @app.command()

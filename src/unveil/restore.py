@@ -90,14 +90,16 @@ class RestoreResult:
 def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             crop: Literal["fixed", "track", "none"] = "fixed", box: tuple[float, float, float, float] | None = None,
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
-            side_by_side: bool = False, batch_size: int = 8, device: str = "auto", feather: float = 0.06,
-            progress: bool = True) -> RestoreResult:
+            side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
+            device: str = "auto", feather: float = 0.06, progress: bool = True) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind).
 
     ``crop``: ``fixed`` box (``box`` or estimated from the first frames), ``track`` (a smoothed box per frame),
     ``none`` (the centred square). ``composite``: ``none`` pastes the restored crop as it is; ``mask`` takes the
     restorer's pixels only where ``mask`` (same frames, 255 = occluded) says so; ``difference`` only where the
-    restorer changed the crop by more than ``threshold``.
+    restorer changed the crop by more than ``threshold``. ``mask_out`` also writes, per frame, the share of each
+    pixel that comes from the restorer (255) rather than the input (0): a PNG for an image input, else a lossless
+    .mkv or a folder of PNGs.
     """
     src, target = Path(source), Path(out)
     if not src.exists():
@@ -106,10 +108,15 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
         raise UnveilError("--composite mask needs --mask, the occluder mask of the same frames.")
     if batch_size < 1:
         raise UnveilError(f"The batch size must be at least 1, not {batch_size}.")
+    mask_target = Path(mask_out) if mask_out is not None else None
     is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
     is_image = src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES
     if src.is_file() and not (is_video or is_image):
         raise UnveilError(f"{src} is neither a video ({', '.join(VIDEO_SUFFIXES)}) nor an image.")
+    if mask_target is not None and is_image and mask_target.suffix.lower() != ".png":
+        raise UnveilError(f"Write the mask of an image as .png (lossless), not {mask_target}.")
+    if mask_target is not None and not is_image and mask_target.suffix.lower() not in ("", ".mkv"):
+        raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
     restorer = load_restorer(checkpoint, device)
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
@@ -123,28 +130,39 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
         fixed = estimate_fixed_box((f.image for f in read_media(src)), make_detector())
 
     ensure_dir(target.parent)
-    writer = None
+    writer = mask_writer = None
     if not is_image:
         writer = open_writer(target, fps, preset="veryfast",
                              audio_from=src if is_video and info is not None and info.has_audio else None)
+        if mask_target is not None:
+            ensure_dir(mask_target.parent)
+            mask_writer = open_writer(mask_target, fps, gray=True, lossless=True)
     shares: list[float] = []
     pending: list[tuple[np.ndarray, CropTransform, np.ndarray | None]] = []
 
     def flush() -> None:
         restored = restorer([t.crop(im) for im, t, _ in pending])
         for (image, transform, hidden), output in zip(pending, restored, strict=True):
-            result = _composite(image, transform, output, hidden, composite, threshold, feather, shares)
+            result, weight = _composite(image, transform, output, hidden, composite, threshold, feather, shares,
+                                        share_map=mask_target is not None)
             frame = np.concatenate([image, result], axis=1) if side_by_side else result
+            share = None if weight is None else np.rint(weight * 255).astype(np.uint8)
             if writer is not None:
                 writer.write(frame)
+                if mask_writer is not None:
+                    mask_writer.write(share)
             else:
                 with atomic_path(target) as tmp:
                     cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                if mask_target is not None:
+                    with atomic_path(mask_target) as tmp:
+                        cv2.imwrite(str(tmp), share)
         pending.clear()
 
     n = info.n_frames if info is not None else 1
     with progress_bar(n, f"restore {src.name}", progress and n > 1) as advance, \
-            (writer if writer is not None else contextlib.nullcontext()):
+            (writer if writer is not None else contextlib.nullcontext()), \
+            (mask_writer if mask_writer is not None else contextlib.nullcontext()):
         for image in (f.image for f in read_media(src)):
             if tracker is not None:
                 tracked = tracker(image)
@@ -172,11 +190,14 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
 
 
 def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray, hidden: np.ndarray | None,
-               mode: Composite, threshold: float, feather: float, shares: list[float]) -> np.ndarray:
-    """Paste ``restored`` back; with compositing, only over the occluded part of the box."""
+               mode: Composite, threshold: float, feather: float, shares: list[float], share_map: bool = False
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Paste ``restored`` back; with compositing, only over the occluded part of the box. Returns the frame and,
+    with ``share_map``, the share of each of its pixels that comes from the restorer (0: the input's exactly)."""
+    box_weight = transform.paste_weight(*image.shape[:2], feather) if share_map else None
     if mode == "none":
         shares.append(1.0)
-        return transform.paste(image, restored, feather)
+        return transform.paste(image, restored, feather), box_weight
     if mode == "mask":
         assert hidden is not None
         weight = (hidden > 127).astype(np.float32)
@@ -192,7 +213,7 @@ def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray
     out = image.astype(np.float32) * (1 - w) + full.astype(np.float32) * w
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     result[weight == 0] = image[weight == 0]  # visible pixels are kept bit for bit
-    return result
+    return result, None if box_weight is None else weight * box_weight
 
 
 def subject_checkpoint(runs: str | os.PathLike[str], subject: str) -> Path:

@@ -183,17 +183,24 @@ class CropTransform:
         return cv2.warpAffine(frame, self.matrix, (self.size, self.size), flags=flags,
                               borderMode=cv2.BORDER_REPLICATE)
 
-    def paste(self, frame: np.ndarray, crop: np.ndarray, feather: float = 0.06) -> np.ndarray:
-        """``frame`` with ``crop`` resized back into the box; the seam is blended over ``feather`` x box size."""
-        h, w = frame.shape[:2]
-        inverse = cv2.invertAffineTransform(self.matrix)
-        back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    def paste_weight(self, height: int, width: int, feather: float = 0.06) -> np.ndarray:
+        """The weight :meth:`paste` gives the crop at each pixel of a ``height`` x ``width`` frame: 1 inside the
+        box, 0 outside, blended over ``feather`` x box size at the seam (float32)."""
         weight = np.zeros((self.size, self.size), np.float32)
         edge = max(1, int(round(feather * self.size)))
         weight[edge:-edge, edge:-edge] = 1.0
         if edge > 1:
             weight = cv2.GaussianBlur(weight, (0, 0), edge / 2)
-        alpha = cv2.warpAffine(weight, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        inverse = cv2.invertAffineTransform(self.matrix)
+        return cv2.warpAffine(weight, inverse, (width, height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+    def paste(self, frame: np.ndarray, crop: np.ndarray, feather: float = 0.06) -> np.ndarray:
+        """``frame`` with ``crop`` resized back into the box; the seam is blended over ``feather`` x box size."""
+        h, w = frame.shape[:2]
+        inverse = cv2.invertAffineTransform(self.matrix)
+        back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        alpha = self.paste_weight(h, w, feather)
         alpha = alpha[..., None] if frame.ndim == 3 else alpha
         out = frame.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
         return np.clip(np.rint(out), 0, 255).astype(frame.dtype)
