@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from unveil.train.method import Autocast, Backward, Batches
 
 
-
 class ClassifierConfig(Config):
     """Options of the image AU / emotion model (``unveil train classifier --features pixels``)."""
 
