@@ -3,6 +3,7 @@ landmark table, what the clips show (judged by eye: a face leaves / enters), and
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +14,31 @@ from unveil.data.video import read_frames
 from unveil.synth.generate import RecordingJob, render_recording
 
 from conftest import tiny_config
+
+
+def test_paste_equals_blending_the_whole_frame() -> None:
+    """paste blends only the box's footprint (cached weight); the result is the whole-frame blend's, bit for bit,
+    also for boxes partly outside the frame and gray frames."""
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(20, 200, 2))
+        gray = trial % 4 == 0
+        frame = rng.integers(0, 256, (h, w) if gray else (h, w, 3), dtype=np.uint8)
+        side = float(rng.uniform(5, 1.5 * max(h, w)))
+        transform = CropTransform(Box(float(rng.uniform(-side / 2, w)), float(rng.uniform(-side / 2, h)), side, side),
+                                  int(rng.integers(8, 100)))
+        crop = rng.integers(0, 256, (transform.size,) * 2 + (() if gray else (3,)), dtype=np.uint8)
+        feather = float(rng.choice([0.0, 0.06, 0.2]))
+        inverse = cv2.invertAffineTransform(transform.matrix)
+        back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        seam = np.zeros((transform.size,) * 2, np.float32)
+        edge = max(1, int(round(feather * transform.size)))
+        seam[edge:-edge, edge:-edge] = 1.0
+        seam = cv2.GaussianBlur(seam, (0, 0), edge / 2) if edge > 1 else seam
+        alpha = cv2.warpAffine(seam, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        alpha = alpha if gray else alpha[..., None]
+        expected = np.clip(np.rint(frame * (1 - alpha) + back.astype(np.float32) * alpha), 0, 255).astype(np.uint8)
+        assert np.array_equal(transform.paste(frame, crop, feather), expected), trial
 
 
 def test_crop_and_paste_back_round_trip() -> None:

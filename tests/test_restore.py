@@ -10,7 +10,8 @@ import pytest
 
 from unveil.data.video import probe, read_frames
 from unveil.methods.cyclegan import CycleGANConfig
-from unveil.restore import restore
+from unveil.data.faces import CropTransform, centred_square
+from unveil.restore import load_restorer, occlusion_from_difference, restore
 from unveil.train.loop import TrainConfig, train
 
 from conftest import tiny_prepared
@@ -56,6 +57,35 @@ def test_mask_compositing_keeps_visible_pixels_exactly(checkpoint: Path, tmp_pat
     assert np.any(restored[hidden > 0] != image[hidden > 0])
     plain = restore(checkpoint, tmp_path / "in.png", tmp_path / "plain.png", crop="none", progress=False)
     assert np.any(cv2.imread(str(plain.output))[hidden == 0] != cv2.imread(str(tmp_path / "in.png"))[hidden == 0])
+
+
+@pytest.mark.parametrize("mode", ["mask", "difference"])
+def test_compositing_is_the_whole_frame_blend(checkpoint: Path, tmp_path: Path, mode: str) -> None:
+    """Restore blends only the box's footprint; the result equals blending every pixel of the frame."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    hidden = np.zeros((80, 120), np.uint8)
+    hidden[20:60, 5:70] = 255  # reaches outside the face box
+    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite=mode,
+            mask=tmp_path / "mask.png", progress=False)
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB)
+
+    restorer = load_restorer(checkpoint, device="cpu")
+    transform = CropTransform(centred_square(120, 80), restorer.size)
+    restored = restorer([transform.crop(image)])[0]
+    full = transform.paste(image, restored)
+    if mode == "mask":
+        weight = (hidden > 127).astype(np.float32)
+    else:
+        local = occlusion_from_difference(transform.crop(image), restored)
+        weight = cv2.warpAffine(local, cv2.invertAffineTransform(transform.matrix), (120, 80),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    w = weight[..., None]
+    expected = np.clip(np.rint(image * (1 - w) + full.astype(np.float32) * w), 0, 255).astype(np.uint8)
+    expected[weight == 0] = image[weight == 0]
+    assert np.array_equal(out, expected)
 
 
 def test_mask_out_says_which_pixels_come_from_the_restorer(checkpoint: Path, tmp_path: Path) -> None:

@@ -194,25 +194,30 @@ def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Paste ``restored`` back; with compositing, only over the occluded part of the box. Returns the frame and,
     with ``share_map``, the share of each of its pixels that comes from the restorer (0: the input's exactly)."""
-    box_weight = transform.paste_weight(*image.shape[:2], feather) if share_map else None
+    height, width = image.shape[:2]
+    box_weight = transform.paste_weight(height, width, feather) if share_map else None
+    full = transform.paste(image, restored, feather)
     if mode == "none":
         shares.append(1.0)
-        return transform.paste(image, restored, feather), box_weight
+        return full, box_weight
     if mode == "mask":
         assert hidden is not None
         weight = (hidden > 127).astype(np.float32)
     else:
-        crop = transform.crop(image)
-        local = occlusion_from_difference(crop, restored, threshold)
+        local = occlusion_from_difference(transform.crop(image), restored, threshold)
         inverse = cv2.invertAffineTransform(transform.matrix)
-        weight = cv2.warpAffine(local, inverse, image.shape[1::-1], flags=cv2.INTER_LINEAR,
+        weight = cv2.warpAffine(local, inverse, (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
-    full = transform.paste(image, restored, feather)
     shares.append(float(min(1.0, weight.sum() / max(transform.box.w**2, 1.0))))
-    w = weight[..., None]
-    out = image.astype(np.float32) * (1 - w) + full.astype(np.float32) * w
-    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    result[weight == 0] = image[weight == 0]  # visible pixels are kept bit for bit
+    # Outside the box's footprint the pasted frame is the input, so blending there would give the input back.
+    region = transform.footprint(height, width, feather)
+    w = weight[region][..., None]
+    blended = image[region].astype(np.float32) * (1 - w) + full[region].astype(np.float32) * w
+    inside = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    visible = weight[region] == 0
+    inside[visible] = image[region][visible]  # visible pixels are kept bit for bit
+    result = image.copy()
+    result[region] = inside
     return result, None if box_weight is None else weight * box_weight
 
 

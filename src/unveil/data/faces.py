@@ -8,6 +8,7 @@ smoothed box so that crops do not jitter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from collections.abc import Iterator
@@ -185,25 +186,46 @@ class CropTransform:
 
     def paste_weight(self, height: int, width: int, feather: float = 0.06) -> np.ndarray:
         """The weight :meth:`paste` gives the crop at each pixel of a ``height`` x ``width`` frame: 1 inside the
-        box, 0 outside, blended over ``feather`` x box size at the seam (float32)."""
-        weight = np.zeros((self.size, self.size), np.float32)
-        edge = max(1, int(round(feather * self.size)))
-        weight[edge:-edge, edge:-edge] = 1.0
-        if edge > 1:
-            weight = cv2.GaussianBlur(weight, (0, 0), edge / 2)
-        inverse = cv2.invertAffineTransform(self.matrix)
-        return cv2.warpAffine(weight, inverse, (width, height), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        box, 0 outside, blended over ``feather`` x box size at the seam (float32, read-only)."""
+        return _paste_weight(self, height, width, feather)[0]
+
+    def footprint(self, height: int, width: int, feather: float = 0.06) -> tuple[slice, slice]:
+        """Rows and columns of a ``height`` x ``width`` frame that :meth:`paste` can change (its weight is 0
+        everywhere else)."""
+        return _paste_weight(self, height, width, feather)[1]
 
     def paste(self, frame: np.ndarray, crop: np.ndarray, feather: float = 0.06) -> np.ndarray:
-        """``frame`` with ``crop`` resized back into the box; the seam is blended over ``feather`` x box size."""
+        """``frame`` with ``crop`` resized back into the box; the seam is blended over ``feather`` x box size.
+        Only the box's footprint is blended; every other pixel is the frame's."""
         h, w = frame.shape[:2]
+        alpha, region = _paste_weight(self, h, w, feather)
         inverse = cv2.invertAffineTransform(self.matrix)
         back = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        alpha = self.paste_weight(h, w, feather)
-        alpha = alpha[..., None] if frame.ndim == 3 else alpha
-        out = frame.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
-        return np.clip(np.rint(out), 0, 255).astype(frame.dtype)
+        a = alpha[region][..., None] if frame.ndim == 3 else alpha[region]
+        blended = frame[region].astype(np.float32) * (1 - a) + back[region].astype(np.float32) * a
+        out = frame.copy()
+        out[region] = np.clip(np.rint(blended), 0, 255).astype(frame.dtype)
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _paste_weight(transform: CropTransform, height: int, width: int, feather: float
+                  ) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The paste weight over the frame and the rows / columns where it is not zero (cached: a fixed box pastes
+    every frame of a video with the same weight)."""
+    size = transform.size
+    weight = np.zeros((size, size), np.float32)
+    edge = max(1, int(round(feather * size)))
+    weight[edge:-edge, edge:-edge] = 1.0
+    if edge > 1:
+        weight = cv2.GaussianBlur(weight, (0, 0), edge / 2)
+    inverse = cv2.invertAffineTransform(transform.matrix)
+    alpha = cv2.warpAffine(weight, inverse, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    alpha.flags.writeable = False
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if not len(rows):
+        return alpha, (slice(0, 0), slice(0, 0))
+    return alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
 
 
 class BoxSmoother:
