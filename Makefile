@@ -33,6 +33,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/mape_shift.py
+	$(PY) benchmarks/restore_speed.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
