@@ -28,9 +28,6 @@ from unveil.progress import progress_bar
 from unveil.train.checkpoint import load_checkpoint
 
 Composite = Literal["none", "mask", "difference"]
-# Frames per forward pass when none is given. Measured with benchmarks/restore_speed.py on 2 CPU cores: the
-# CPU preset's generator runs as fast with 1 as with 8, the paper's ResNet-9 at 256 px 12 % slower with 8.
-AUTO_BATCH = {"cuda": 8, "cpu": 1}
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,7 @@ class RestoreResult:
 def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             crop: Literal["fixed", "track", "none"] = "fixed", box: tuple[float, float, float, float] | None = None,
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
-            side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int | None = None,
+            side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
             device: str = "auto", feather: float = 0.06, progress: bool = True) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind).
 
@@ -109,7 +106,7 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
         raise UnveilError(f"The input {src} does not exist.")
     if composite == "mask" and mask is None:
         raise UnveilError("--composite mask needs --mask, the occluder mask of the same frames.")
-    if batch_size is not None and batch_size < 1:
+    if batch_size < 1:
         raise UnveilError(f"The batch size must be at least 1, not {batch_size}.")
     mask_target = Path(mask_out) if mask_out is not None else None
     is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
@@ -121,8 +118,6 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
     if mask_target is not None and not is_image and mask_target.suffix.lower() not in ("", ".mkv"):
         raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
     restorer = load_restorer(checkpoint, device)
-    if batch_size is None:  # batches pay off on a GPU; on CPU cores one frame at a time is as fast or faster
-        batch_size = AUTO_BATCH[restorer.device.type]
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
     masks = iter(read_media(mask, gray=True)) if mask is not None else None
@@ -259,7 +254,7 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
                 box = boxes.get(rec.id)
                 restore(subject_checkpoint(runs, rec.subject), manifest.resolve(rec.media), target,
                         box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
-                        mask=manifest.resolve(rec.mask) if composite == "mask" else None,
+                        mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
                         device=device, progress=False)
             outputs[rec.id] = target
             advance(1)
