@@ -43,13 +43,19 @@ def test_side_by_side_doubles_the_width(shared_data: Path, checkpoint: Path, tmp
     assert (b.width, b.height, b.n_frames) == (2 * a.width, a.height, a.n_frames)
 
 
+def _noise_and_mask(folder: Path, seed: int, width: int, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+    """A random 80 x ``width`` RGB image and an occluder mask (255 on ``rows`` x ``cols``), written as in.png and
+    mask.png into ``folder``."""
+    image = np.random.default_rng(seed).integers(0, 255, (80, width, 3), dtype=np.uint8)
+    cv2.imwrite(str(folder / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    hidden = np.zeros((80, width), np.uint8)
+    hidden[rows, cols] = 255
+    cv2.imwrite(str(folder / "mask.png"), hidden)
+    return image, hidden
+
+
 def test_mask_compositing_keeps_visible_pixels_exactly(checkpoint: Path, tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    hidden = np.zeros((80, 96), np.uint8)
-    hidden[30:50, 40:60] = 255
-    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    image, hidden = _noise_and_mask(tmp_path, 0, 96, slice(30, 50), slice(40, 60))
     result = restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite="mask",
                      mask=tmp_path / "mask.png", progress=False)
     restored = cv2.cvtColor(cv2.imread(str(result.output)), cv2.COLOR_BGR2RGB)
@@ -62,12 +68,7 @@ def test_mask_compositing_keeps_visible_pixels_exactly(checkpoint: Path, tmp_pat
 @pytest.mark.parametrize("mode", ["mask", "difference"])
 def test_compositing_is_the_whole_frame_blend(checkpoint: Path, tmp_path: Path, mode: str) -> None:
     """Restore blends only the box's footprint; the result equals blending every pixel of the frame."""
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    hidden = np.zeros((80, 120), np.uint8)
-    hidden[20:60, 5:70] = 255  # reaches outside the face box
-    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    image, hidden = _noise_and_mask(tmp_path, 3, 120, slice(20, 60), slice(5, 70))  # reaches outside the face box
     restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite=mode,
             mask=tmp_path / "mask.png", progress=False)
     out = cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB)
@@ -89,12 +90,7 @@ def test_compositing_is_the_whole_frame_blend(checkpoint: Path, tmp_path: Path, 
 
 
 def test_mask_out_says_which_pixels_come_from_the_restorer(checkpoint: Path, tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "in.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    hidden = np.zeros((80, 96), np.uint8)
-    hidden[30:50, 40:60] = 255
-    cv2.imwrite(str(tmp_path / "mask.png"), hidden)
+    _, hidden = _noise_and_mask(tmp_path, 1, 96, slice(30, 50), slice(40, 60))
     restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite="mask",
             mask=tmp_path / "mask.png", mask_out=tmp_path / "share.png", progress=False)
     share = cv2.imread(str(tmp_path / "share.png"), cv2.IMREAD_GRAYSCALE)
