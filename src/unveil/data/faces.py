@@ -208,7 +208,7 @@ class CropTransform:
         return out
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # whole-frame float arrays: keep few (a fixed box needs one)
 def _paste_weight(transform: CropTransform, height: int, width: int, feather: float
                   ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """The paste weight over the frame and the rows / columns where it is not zero (cached: a fixed box pastes
