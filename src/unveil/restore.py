@@ -141,9 +141,9 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
     pending: list[tuple[np.ndarray, CropTransform, np.ndarray | None]] = []
 
     def flush() -> None:
-        restored = restorer([t.crop(im) for im, t, _ in pending])
-        for (image, transform, hidden), output in zip(pending, restored, strict=True):
-            result, weight = _composite(image, transform, output, hidden, composite, threshold, feather, shares,
+        crops = [t.crop(im) for im, t, _ in pending]
+        for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops), strict=True):
+            result, weight = _composite(image, transform, crop, output, hidden, composite, threshold, feather, shares,
                                         share_map=mask_target is not None)
             frame = np.concatenate([image, result], axis=1) if side_by_side else result
             share = None if weight is None else np.rint(weight * 255).astype(np.uint8)
@@ -189,11 +189,12 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
     return RestoreResult(target, frames, float(np.mean(shares)) if shares else 0.0)
 
 
-def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray, hidden: np.ndarray | None,
-               mode: Composite, threshold: float, feather: float, shares: list[float], share_map: bool = False
-               ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Paste ``restored`` back; with compositing, only over the occluded part of the box. Returns the frame and,
-    with ``share_map``, the share of each of its pixels that comes from the restorer (0: the input's exactly)."""
+def _composite(image: np.ndarray, transform: CropTransform, crop: np.ndarray, restored: np.ndarray,
+               hidden: np.ndarray | None, mode: Composite, threshold: float, feather: float, shares: list[float],
+               share_map: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Paste ``restored`` (the restorer's output for ``crop``, cut from ``image`` by ``transform``) back; with
+    compositing, only over the occluded part of the box. Returns the frame and, with ``share_map``, the share of
+    each of its pixels that comes from the restorer (0: the input's exactly)."""
     height, width = image.shape[:2]
     box_weight = transform.paste_weight(height, width, feather) if share_map else None
     full = transform.paste(image, restored, feather)
@@ -204,7 +205,7 @@ def _composite(image: np.ndarray, transform: CropTransform, restored: np.ndarray
         assert hidden is not None
         weight = (hidden > 127).astype(np.float32)
     else:
-        local = occlusion_from_difference(transform.crop(image), restored, threshold)
+        local = occlusion_from_difference(crop, restored, threshold)
         inverse = cv2.invertAffineTransform(transform.matrix)
         weight = cv2.warpAffine(local, inverse, (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
