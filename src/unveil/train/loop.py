@@ -157,6 +157,11 @@ def _device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _deadline(config: TrainConfig) -> float | None:
+    """When ``config.time_limit`` runs out counted from now (``time.monotonic()`` seconds); None without one."""
+    return time.monotonic() + 60 * config.time_limit if config.time_limit else None
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
     """The reference code's learning-rate policies, stepped once per epoch."""
     if config.lr_policy == "linear":
@@ -317,8 +322,8 @@ class Trainer:
         """Train to ``config.total_epochs``, or until ``deadline`` (``time.monotonic()`` seconds; default: now
         plus ``config.time_limit``), whichever comes first."""
         config = self.config
-        if deadline is None and config.time_limit:
-            deadline = time.monotonic() + 60 * config.time_limit
+        if deadline is None:
+            deadline = _deadline(config)
         stopped = False
         latest = self.run_dir / "checkpoints" / LATEST
         if self.main:  # a killed run may leave a temporary file behind; it never looks like a checkpoint
@@ -432,7 +437,7 @@ def train_per_subject(samples: str | os.PathLike[str], run_dir: str | os.PathLik
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         raise UnveilError(f"samples.parquet has no subject {', '.join(unknown)}; it has {', '.join(available)}.")
-    deadline = time.monotonic() + 60 * config.time_limit if config.time_limit else None
+    deadline = _deadline(config)
     results: dict[str, TrainResult] = {}
     for subject in chosen:
         results[subject] = train(samples, Path(run_dir) / subject, config.model_copy(update={"subjects": [subject]}),
