@@ -24,7 +24,8 @@ import torch
 from unveil.data.faces import Box, CropTransform
 from unveil.data.video import VideoWriter, probe, read_frames
 from unveil.methods.cyclegan import CPU_PRESET, PAPER_PRESET, CycleGAN, CycleGANConfig
-from unveil.restore import load_restorer, restore
+from unveil.methods.registry import load_restorer
+from unveil.restore import restore
 from unveil.train.checkpoint import save_checkpoint
 
 from prepare_memory import make_video  # the same synthetic 720p video (a face drifting over a wall)

@@ -25,9 +25,9 @@ def test_train_config_reads_model_options_of_its_method() -> None:
     config = TrainConfig(method="classifier", model={"width": 8})
     assert isinstance(config.model, ClassifierConfig) and config.model.width == 8
     assert TrainConfig.model_validate(config.model_dump(mode="json")) == config  # what checkpoints store
-    with pytest.raises(ValidationError, match="ngf"):
+    with pytest.raises(ValidationError, match="'ngf' is not a classifier option"):
         TrainConfig(method="classifier", model={"ngf": 8})  # a CycleGAN option
-    with pytest.raises(ValidationError, match="needs ClassifierConfig"):
+    with pytest.raises(ValidationError, match="takes ClassifierConfig options"):
         TrainConfig(method="classifier", model=CycleGANConfig())
 
 
@@ -105,15 +105,16 @@ def test_emotion_table_in_the_protocol(trained, tmp_path: Path) -> None:  # noqa
 
 
 def test_cnn_refuses_other_checkpoints(tmp_path: Path) -> None:
-    from unveil.analysis.cnn import ImageModel
+    from unveil.analysis.cnn import CNNAnalyzer
     from unveil.train.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "gan.safetensors", {"net/x": torch.zeros(1)},
                            {"method": "cyclegan"})
-    with pytest.raises(UnveilError, match="holds a 'cyclegan' model"):
-        ImageModel(path)
+    with pytest.raises(UnveilError, match="holds a cyclegan model, which does not analyse frames; give a checkpoint "
+                                          "of classifier"):
+        CNNAnalyzer(path, box=(0, 0, 10, 10))
     with pytest.raises(UnveilError, match="does not exist"):
-        ImageModel(tmp_path / "missing.safetensors")
+        CNNAnalyzer(tmp_path / "missing.safetensors", box=(0, 0, 10, 10))
 
 
 def test_cli_trains_and_analyses_with_the_cnn(tmp_path: Path) -> None:
@@ -123,9 +124,8 @@ def test_cli_trains_and_analyses_with_the_cnn(tmp_path: Path) -> None:
 
     prepared = tiny_prepared(tmp_path, fraction=0.5)
     (tmp_path / "cnn.yaml").write_text("model: {width: 4}\nn_epochs: 1\nn_epochs_decay: 1\nbatch_size: 8\n")
-    result = unveil("train", "classifier", "--samples", str(prepared), "-o", str(tmp_path / "run"), "--features",
-                    "pixels", "--config", str(tmp_path / "cnn.yaml"), "--load-size", "36", "--crop-size", "32",
-                    "--quiet")
+    result = unveil("train", "classifier", "--samples", str(prepared), "-o", str(tmp_path / "run"),
+                    "--config", str(tmp_path / "cnn.yaml"), "--load-size", "36", "--crop-size", "32", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "2 epochs" in result.stdout and "val_au_mae" in result.stdout
     video = tmp_path / "bench" / "S01" / "ses1" / "normal-1" / "sentence"  # a folder of frames
@@ -136,8 +136,8 @@ def test_cli_trains_and_analyses_with_the_cnn(tmp_path: Path) -> None:
     table = pd.read_parquet(out)
     aus = [c for c in table.columns if c.startswith("AU")]
     assert table["face_found"].all() and aus and ((table[aus] >= 0) & (table[aus] <= 1)).all().all()
-    wrong = unveil("train", "classifier", "--samples", str(prepared), "-o", str(tmp_path / "x"), "--features", "px")
-    assert wrong.returncode == 2 and "choose landmarks or pixels" in wrong.stderr
+    wrong = unveil("train", "classifier", "--samples", str(prepared), "-o", str(tmp_path / "x"), "--norm", "layer")
+    assert wrong.returncode == 2 and "'norm' is invalid" in wrong.stderr
 
 
 def test_resnet18_backbone_takes_local_imagenet_weights(tmp_path: Path) -> None:

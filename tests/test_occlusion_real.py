@@ -49,6 +49,27 @@ def test_triplets_are_exact(shared_data: Path, tmp_path: Path) -> None:
         assert hidden.mean() > 0.02
 
 
+def test_triplets_become_paired_training_crops(shared_data: Path, tmp_path: Path) -> None:
+    """occlude's manifest -> prepare -> pix2pix trains on the exact pairs (one step here)."""
+    from unveil.data.datasets import load_samples
+    from unveil.data.manifest import load_manifest
+    from unveil.data.prepare import PrepareConfig, prepare
+    from unveil.train.loop import TrainConfig, train
+
+    result = occlude_media(shared_data / "videos" / "single_face.mp4", tmp_path / "occ", ["semg"], fmt="png",
+                           progress=False)
+    manifest = load_manifest(result.outputs["manifest"])
+    assert [r.condition for r in manifest.recordings] == ["normal", "occluded"]
+    prepare(manifest, tmp_path / "prepared", PrepareConfig(fraction=0.2, load_size=72), workers=1, progress=False)
+    table, _ = load_samples(tmp_path / "prepared")
+    occluded = table[table["condition"] == "occluded"]
+    assert len(occluded) >= 5 and occluded["clean"].notna().all() and occluded["mask"].notna().all()
+    config = TrainConfig(method="pix2pix", model={"ngf": 4, "ndf": 4, "netG": "resnet_6blocks"}, n_epochs=1,
+                         n_epochs_decay=0, load_size=72, crop_size=64, time_limit=1e-9)
+    trained = train(tmp_path / "prepared", tmp_path / "run", config, progress=False)
+    assert not trained.complete and (tmp_path / "run" / "checkpoints" / "latest.safetensors").is_file()
+
+
 def test_occluded_video_keeps_frames_fps_and_audio(shared_data: Path, tmp_path: Path) -> None:
     from unveil.data.video import probe
 

@@ -11,9 +11,8 @@ from unveil.config import validate_config
 from unveil.data.datasets import Augment, UnpairedDataset, load_samples, select
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import CycleGANConfig
-from unveil.restore import load_restorer
+from unveil.methods.registry import get_method, load_restorer
 from unveil.train.loop import EpochSampler, TrainConfig, train
-from unveil.train.method import make_method
 
 from conftest import tiny_prepared
 
@@ -97,10 +96,10 @@ def test_serial_batches_pair_a_i_with_b_i_in_order(samples: Path) -> None:
 def test_max_dataset_size_and_direction(samples: Path) -> None:
     table, root = load_samples(samples)
     config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4), load_size=36, crop_size=32, max_dataset_size=3)
-    method = make_method(config, table, root, 0)
+    method = get_method("cyclegan").method(config, table, root, 0)
     occluded = select(table, {"condition": "occluded"}, "train")["image"].tolist()
     assert method.train_set.a == occluded[:3] and len(method.train_set.b) == 3
-    swapped = make_method(config.model_copy(update={"direction": "BtoA", "max_dataset_size": None}), table, root, 0)
+    swapped = get_method("cyclegan").method(config.model_copy(update={"direction": "BtoA", "max_dataset_size": None}), table, root, 0)
     assert swapped.train_set.a == select(table, {"condition": "normal"}, "train")["image"].tolist()
     assert swapped.train_set.b == occluded
 

@@ -11,7 +11,8 @@ import pytest
 from unveil.data.video import probe, read_frames
 from unveil.methods.cyclegan import CycleGANConfig
 from unveil.data.faces import CropTransform, centred_square
-from unveil.restore import load_restorer, occlusion_from_difference, restore
+from unveil.methods.registry import load_restorer
+from unveil.restore import occlusion_from_difference, restore
 from unveil.train.loop import TrainConfig, train
 
 from conftest import tiny_prepared

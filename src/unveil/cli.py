@@ -6,10 +6,11 @@ and exits with code 2, never with a traceback.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,7 @@ from unveil.errors import UnveilError
 from unveil.progress import stderr_console
 
 if TYPE_CHECKING:
+    from unveil.methods.registry import MethodSpec
     from unveil.train.loop import TrainResult
 
 app = typer.Typer(
@@ -194,60 +196,52 @@ def occlude(
         typer.echo(f"{kind}: {path}")
 
 
-train_app = typer.Typer(help="Train a method on prepared samples (see 'unveil prepare').", no_args_is_help=True)
+train_app = typer.Typer(help="Train a registered method on prepared samples (see 'unveil prepare'); 'unveil train "
+                             "METHOD --help' lists its options.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
+_RUN_PANEL, _LOOP_PANEL = "Run", "Training loop (top level of the YAML)"
+#: Loop options that are not flags: the method, its model block, and the sample filters (YAML only).
+_LOOP_SKIP = frozenset({"method", "model", "domain_a", "domain_b", "subjects"})
 
-@train_app.command("cyclegan")
-def train_cyclegan(
-    run: Annotated[Path, typer.Option(help="Run folder: config.yaml, checkpoints/, tensorboard/, samples/.")],
-    samples: Annotated[Optional[Path], typer.Option(
-        help="Folder with samples.parquet (from 'unveil prepare').")] = None,
-    manifest: Annotated[Optional[Path], typer.Option(
-        help="Instead of --samples: a manifest, prepared first into RUN/prepared with seed 000's defaults "
-             "(or --prepare-config).")] = None,
-    prepare_config: Annotated[Optional[Path], typer.Option(help="YAML of 'unveil prepare' options.")] = None,
-    per_subject: Annotated[bool, typer.Option("--per-subject/--pooled",
-                                              help="One model per subject (seed 000) or one for all.")] = True,
-    subject: Annotated[Optional[list[str]], typer.Option(
-        "--subject", "--subjects", help="Only these subjects (repeatable or comma-separated: S01,S02), e.g. one "
-                                        "share per GPU or array job.")] = None,
-    preset: Annotated[Optional[str], typer.Option(
-        help="paper: seed 000's schedule (lr 3e-4, 15 + 15 epochs, 286 -> 256); cpu: a narrower generator at 128 "
-             "px for a laptop CPU (see README).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML with any TrainConfig option (model: ... nested).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs at the initial learning rate.")] = None,
-    epochs_decay: Annotated[Optional[int], typer.Option(help="Epochs of linear decay afterwards.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (and process).")] = None,
-    load_size: Annotated[Optional[int], typer.Option(help="Resize to this before cropping.")] = None,
-    crop_size: Annotated[Optional[int], typer.Option(help="Training crop size.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
-    time_limit: Annotated[Optional[float], typer.Option(
-        help="Minutes after which training stops with 'latest' saved (all subjects together); --resume "
-             "continues.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from run/checkpoints/latest.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
-    """CycleGAN from occluded (domain A) to normal (domain B) frames; G_A is the restorer. Several GPUs:
-    torchrun --nproc_per_node N -m unveil train cyclegan ..."""
-    from unveil.config import read_yaml_mapping, validate_config
-    from unveil.methods.cyclegan import PRESETS
-    from unveil.train.loop import TrainConfig, train, train_per_subject
 
-    options: dict = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise UnveilError(f"Unknown preset '{preset}'; choose {' or '.join(PRESETS)}.")
-        chosen = PRESETS[preset]
-        options = {**chosen["schedule"], "model": dict(chosen["model"]),
-                   **{k: chosen["data"][k] for k in ("load_size", "crop_size", "flip", "batch_size")}}
-    if config is not None:
-        options.update(read_yaml_mapping(config))
-    flags = {"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
-             "load_size": load_size, "crop_size": crop_size, "device": device, "time_limit": time_limit}
-    options.update({k: v for k, v in flags.items() if v is not None})
-    cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
-    subject = [name for value in subject or [] for name in value.split(",") if name] or None
+def _run_parameters(spec: MethodSpec) -> list[inspect.Parameter]:
+    """The options every training command has: where the data and the run are, presets, config, resume."""
+    def option(name: str, kind: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:  # noqa: A002
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[
+            kind, typer.Option(*decls, help=help, rich_help_panel=_RUN_PANEL)])
+
+    presets = " / ".join(spec.presets) or "none"
+    return [
+        option("run", Path, ..., "--run", "--out", "-o", help="Run folder: config.yaml, checkpoints/, tensorboard/, "
+               "samples/, history.csv (per subject under it with --per-subject)."),
+        option("samples", Optional[Path], None, "--samples", help="Folder with samples.parquet (unveil prepare)."),
+        option("manifest", Optional[Path], None, "--manifest", help="Instead of --samples: a manifest, prepared "
+               "first into RUN/prepared with seed 000's defaults (or --prepare-config)."),
+        option("prepare_config", Optional[Path], None, "--prepare-config", help="YAML of 'unveil prepare' options."),
+        option("per_subject", Optional[bool], None, "--per-subject/--pooled", help="One model per subject (seed 000) "
+               f"or one for all. \\[default: {'per subject' if spec.per_subject else 'pooled'}]"),
+        option("subjects", Optional[list[str]], None, "--subject", "--subjects", help="Only these subjects "
+               "(repeatable or comma-separated: S01,S02), e.g. one share per GPU or array job."),
+        option("preset", Optional[str], None, "--preset", help=f"Options to start from: {presets} (see README); "
+               "--config and flags override them."),
+        option("config", Optional[Path], None, "--config", help="YAML with any option: the loop's at the top level, "
+               f"the {spec.name} model's under 'model:' (merged into the preset key by key)."),
+        option("resume", bool, False, "--resume", help="Continue from RUN/checkpoints/latest (exactly)."),
+        option("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
+    ]
+
+
+def _train(spec: MethodSpec, given: dict[str, Any]) -> None:
+    """What every 'unveil train METHOD' does: resolve the options, prepare if asked, train, say where it went."""
+    from unveil.cli_options import values_of
+    from unveil.train.config import resolve_train_config
+    from unveil.train.loop import train, train_per_subject
+
+    cfg = resolve_train_config(spec.name, preset=given["preset"], config=given["config"],
+                               flags=values_of("loop__", given), model_flags=values_of("model__", given))
+    subjects = [name for value in given["subjects"] or [] for name in value.split(",") if name] or None
+    samples, manifest, run, quiet = given["samples"], given["manifest"], given["run"], given["quiet"]
     if samples is None and manifest is None:
         raise UnveilError("Give --samples (a folder prepared by 'unveil prepare') or --manifest (prepared first).")
     if samples is not None and manifest is not None:
@@ -258,18 +252,19 @@ def train_cyclegan(
 
         samples = run / "prepared"
         if not (samples / "samples.parquet").is_file():
-            prepare_cfg = PrepareConfig.from_yaml(prepare_config) if prepare_config else PrepareConfig()
+            prepare_cfg = PrepareConfig.from_yaml(given["prepare_config"]) if given["prepare_config"] else PrepareConfig()
             result = run_prepare(load_manifest(manifest), samples, prepare_cfg, progress=not quiet)
             if result.failures:
                 raise UnveilError(f"Preparing {manifest} failed for {', '.join(result.failures)}; see 'unveil prepare'.")
+    per_subject = spec.per_subject if given["per_subject"] is None else given["per_subject"]
     if per_subject:
-        results = train_per_subject(samples, run, cfg, subject, resume=resume, progress=not quiet)
+        results = train_per_subject(samples, run, cfg, subjects, resume=given["resume"], progress=not quiet)
     else:
-        cfg = cfg.model_copy(update={"subjects": subject}) if subject else cfg
-        results = {"pooled": train(samples, run, cfg, resume=resume, progress=not quiet)}
+        cfg = cfg.model_copy(update={"subjects": subjects}) if subjects else cfg
+        results = {"pooled": train(samples, run, cfg, resume=given["resume"], progress=not quiet)}
     for name, result in results.items():
         last = result.history[-1] if result.history else {}
-        summary = ", ".join(f"{k} {last[k]:.3f}" for k in ("cycle_A", "val_total") if k in last)
+        summary = ", ".join(f"{k} {last[k]:.3f}" for k in spec.report if k in last)
         typer.echo(f"{name}: {result.epochs} of {cfg.total_epochs} epochs ({summary}) -> "
                    f"{result.run_dir / 'checkpoints'}" + _stopped_note(result))
     if not all(result.complete for result in results.values()):
@@ -282,51 +277,36 @@ def _stopped_note(result: TrainResult) -> str:
     return "" if result.complete else "; stopped by the time limit, continue with --resume"
 
 
-@train_app.command("classifier")
-def train_classifier(
+def _register_train_commands() -> None:
+    """One 'unveil train METHOD' per registered method: the run options, the loop's, then the method's own."""
+    from unveil.cli_options import field_parameters, make_command
+    from unveil.methods.registry import get_method, method_names
+    from unveil.train.config import TrainConfig
+
+    for name in method_names():
+        spec = get_method(name)
+        parameters = [*_run_parameters(spec),
+                      *field_parameters(TrainConfig.model_fields, "loop__", _LOOP_PANEL, skip=_LOOP_SKIP,
+                                        aliases={"n_epochs": "--epochs", "n_epochs_decay": "--epochs-decay"}),
+                      *field_parameters(spec.config.model_fields, "model__", f"{name} model (under 'model:')")]
+        doc = (f"{spec.summary} Several GPUs: torchrun --nproc_per_node N -m unveil train {name} ...")
+        train_app.command(name)(make_command(lambda given, spec=spec: _train(spec, given), parameters, doc))
+
+
+@train_app.command("forest")
+def train_forest_command(
     samples: Annotated[Path, typer.Option(help="Folder with samples.parquet holding AU labels (unveil prepare).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="landmarks: the model file to write (.safetensors); "
-                                                          "pixels: the run folder (model in checkpoints/).")],
-    features: Annotated[str, typer.Option(help="landmarks: the paper's random forest on 68 landmarks; pixels: an "
-                                               "image CNN for AUs and emotions, trained by the training loop.")
-                        ] = "landmarks",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors).")],
     landmarks: Annotated[str, typer.Option(help="Landmark model: dlib68 or mesh (use the same when analysing).")
                          ] = "dlib68",
     condition: Annotated[str, typer.Option(help="Train on this condition's frames (normal: unobstructed).")
                          ] = "normal",
     trees: Annotated[int, typer.Option(min=1, help="Trees in the forest.")] = 100,
-    preset: Annotated[Optional[str], typer.Option(help="pixels: cpu (the small CNN at 64 px, see README).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="pixels: YAML with any TrainConfig option "
-                                                        "(model: ClassifierConfig options).")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="pixels: small or resnet18.")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="pixels: ImageNet weights for resnet18 (local file).")
-                          ] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="pixels: epochs at the initial learning rate.")] = None,
-    epochs_decay: Annotated[Optional[int], typer.Option(help="pixels: epochs of linear decay afterwards.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="pixels: images per step (and process).")] = None,
-    load_size: Annotated[Optional[int], typer.Option(help="pixels: resize to this before cropping.")] = None,
-    crop_size: Annotated[Optional[int], typer.Option(help="pixels: training crop size.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="pixels: auto, cpu or cuda.")] = None,
-    time_limit: Annotated[Optional[float], typer.Option(
-        help="pixels: minutes after which training stops with 'latest' saved; --resume continues.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="pixels: continue from OUT/checkpoints/latest.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """An AU model for 'unveil analyze': --features landmarks fits the paper's random forest from 68 landmarks
-    to AU intensities (analyzer forest); --features pixels trains an image CNN for AU intensities and emotions
-    (analyzer cnn) with the shared training loop. Both learn from the training split and report on the
-    validation split."""
-    if features == "pixels":
-        _train_image_classifier(samples, out, condition=condition, preset=preset, config=config, seed=seed,
-                                resume=resume, quiet=quiet,
-                                flags={"n_epochs": epochs, "n_epochs_decay": epochs_decay, "batch_size": batch_size,
-                                       "load_size": load_size, "crop_size": crop_size, "device": device,
-                                       "time_limit": time_limit},
-                                model_flags={"backbone": backbone, "pretrained": str(pretrained) if pretrained else None})
-        return
-    if features != "landmarks":
-        raise UnveilError(f"Unknown --features '{features}'; choose landmarks or pixels.")
+    """The paper's random forest from 68 landmarks to AU intensities (analyzer forest); it learns from the
+    training split and reports on the validation split."""
     from unveil.analysis.forest import train_forest
 
     result = train_forest(samples, out, landmarks=landmarks, condition=condition, trees=trees, seed=seed,
@@ -335,33 +315,6 @@ def train_classifier(
                f"{result.train_faces} training faces, {result.val_faces} validation faces")
     for name, score in result.scores.items():
         typer.echo(f"  {name}: MAE {score['mae']:.3f}  r {score['r']:+.2f}")
-
-
-def _train_image_classifier(samples: Path, run: Path, *, condition: str, preset: str | None, config: Path | None,
-                            seed: int, resume: bool, quiet: bool, flags: dict, model_flags: dict) -> None:
-    from unveil.config import read_yaml_mapping, validate_config
-    from unveil.methods.classifier import PRESETS
-    from unveil.train.loop import TrainConfig, train
-
-    options: dict = {"method": "classifier", "seed": seed, "model": {"train_on": {"condition": condition}}}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise UnveilError(f"Unknown preset '{preset}'; choose {' or '.join(PRESETS)}.")
-        chosen = PRESETS[preset]
-        options.update({**chosen["schedule"], **chosen["data"]})
-        options["model"].update(chosen["model"])
-    if config is not None:
-        given = read_yaml_mapping(config)
-        options["model"].update(given.pop("model", None) or {})
-        options.update(given)
-    options.update({k: v for k, v in flags.items() if v is not None})
-    options["model"].update({k: v for k, v in model_flags.items() if v is not None})
-    cfg = validate_config(TrainConfig, options, source=str(config) if config else "the command-line options")
-    result = train(samples, run, cfg, resume=resume, progress=not quiet)
-    last = result.history[-1] if result.history else {}
-    scores = ", ".join(f"{k} {last[k]:.3f}" for k in ("val_au_mae", "val_emotion_acc") if k in last)
-    typer.echo(f"{result.run_dir / 'checkpoints' / 'latest.safetensors'}: {result.epochs} epochs"
-               + (f" ({scores})" if scores else "") + "; analyse with --analyzer cnn --model <that file>")
 
 
 @app.command()
@@ -428,6 +381,8 @@ def evaluate(
     cfg = validate_config(EvaluateConfig, options, source=str(config) if config else "the command-line options")
     result = run_evaluate(load_manifest(manifest), out, restored, cfg, progress=not quiet)
     typer.echo(f"Options: {result.summary['options']}")
+    for made_by in result.summary.get("restorers", []):
+        typer.echo(f"C made by: {made_by}")
     for name, values in result.summary.get("headline", {}).items():
         typer.echo(f"{name}: mean DTW " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     for metric, reason in result.skipped.items():
@@ -527,6 +482,9 @@ def demo(
     summary = run_demo(out, progress=not quiet)
     for line in summary:
         typer.echo(line)
+
+
+_register_train_commands()
 
 
 def main() -> None:

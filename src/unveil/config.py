@@ -7,6 +7,7 @@ CLI, the Python API and YAML files share one definition of names, defaults and l
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +34,17 @@ class Config(BaseModel):
     def to_yaml(self) -> str:
         """The config as YAML, in field order, readable by :meth:`from_yaml`."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s keys; where both hold a mapping under a key, those are merged the same way."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:

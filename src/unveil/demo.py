@@ -21,7 +21,7 @@ from unveil.evaluate.report import build_report
 from unveil.files import ensure_dir
 from unveil.methods import classifier
 from unveil.methods.cyclegan import CPU_PRESET, CycleGANConfig
-from unveil.restore import restore_recordings
+from unveil.restore import restore_recordings, restorers_of
 from unveil.synth import SynthConfig, generate, write_preview
 from unveil.train.loop import TrainConfig, train, train_per_subject
 
@@ -43,8 +43,7 @@ DEMO_TASKS = ("schaede", "emotion")
 # learnt from unobstructed faces: 12 % of their frames (4 % gave too few emotion frames to learn from), cut with
 # the same session boxes, and the classifier's CPU preset (small CNN at 64 px, 20 epochs, about 900 steps).
 DEMO_PREPARE_NORMAL = PrepareConfig(fraction=0.12, load_size=72)
-DEMO_CLASSIFIER = TrainConfig(method="classifier", model=classifier.CPU_PRESET["model"],
-                              **classifier.CPU_PRESET["schedule"], **classifier.CPU_PRESET["data"], save_epoch_freq=100)
+DEMO_CLASSIFIER = TrainConfig(method="classifier", **classifier.CPU_PRESET, save_epoch_freq=100)
 # Three analyzers: dlib's landmarks in the session's fixed face box read as AU geometry, the paper's random
 # forest on them, and the image CNN (AUs and emotions); every third frame (5 per second) keeps the demo within
 # its time budget.
@@ -87,6 +86,8 @@ def run_demo(out: str | os.PathLike[str] = "demo-output", progress: bool = True)
                                   composite=DEMO_COMPOSITE, progress=progress)
     lines.append(f"restore: {len(restored)} sensor videos (take 1 of each session, Schaede and emotion tasks; "
                  f"composited where occluded) -> {folder / 'restored'} in {time.perf_counter() - start:.0f} s")
+    for made_by in sorted(set(restorers_of(folder / "restored").values())):
+        lines.append(f"  restorer: {made_by}")
 
     start = time.perf_counter()
     forest = train_forest(prepared.path.parent, folder / "models" / "forest.safetensors", progress=progress)

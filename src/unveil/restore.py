@@ -1,15 +1,17 @@
-"""``unveil restore``: run a trained restorer (CycleGAN's G_A) over an image, a folder, a video or every occluded
-recording of a manifest (each with its subject's model).
+"""``unveil restore``: run any restorer (:mod:`unveil.restorers`; CycleGAN's G_A, pix2pix's G, ...) over an
+image, a folder, a video or every occluded recording of a manifest (each with its subject's model).
 
-Frames stream through in batches: the face box is cut out (fixed, tracked or given), resized to the size the
-model was trained on, restored, and pasted back into the full frame with a feathered edge. Videos keep their
-frame count, rate and audio. Optional occlusion-aware compositing keeps visible pixels exactly: only where the
-input is occluded (a given mask, or where the restorer changed the crop markedly) is the output used.
+The pipeline: decode, cut the face box (fixed, tracked or given) at the restorer's size, restore in batches
+(with each frame's context: its index and, where given, its occluder mask), composite, paste back into the full
+frame with a feathered edge, encode. Videos keep their frame count, rate and audio. Optional occlusion-aware
+compositing keeps visible pixels exactly: only where the input is occluded (a given mask, or where the restorer
+changed the crop markedly) is the output used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,53 +19,16 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import torch
 
 from unveil.data.faces import Box, CropTransform, FaceTracker, centred_square, estimate_fixed_box, make_detector
 from unveil.data.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_writer, probe, read_media
 from unveil.errors import UnveilError
-from unveil.files import atomic_path, ensure_dir
-from unveil.methods.cyclegan import CycleGAN, CycleGANConfig
+from unveil.files import atomic_path, ensure_dir, write_text_atomic
+from unveil.methods.registry import load_restorer
 from unveil.progress import progress_bar
-from unveil.train.checkpoint import load_checkpoint
+from unveil.restorers import FrameContext, Restorer
 
 Composite = Literal["none", "mask", "difference"]
-
-
-@dataclass(frozen=True)
-class Restorer:
-    """A loaded generator and the image size it works at."""
-
-    generator: torch.nn.Module
-    size: int
-    device: torch.device
-
-    @torch.no_grad()
-    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """Restore RGB uint8 crops of ``size`` x ``size`` (a batch)."""
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
-        y = self.generator(x).clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return list(y)
-
-
-def inference_device(choice: str) -> torch.device:
-    """``auto`` (CUDA when present), ``cuda`` (an error without it) or ``cpu``, for running a trained model."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
-    return torch.device("cuda" if choice in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-
-
-def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> Restorer:
-    """G_A of a CycleGAN checkpoint, on ``device`` (auto: CUDA when present), in evaluation mode."""
-    tensors, meta = load_checkpoint(checkpoint)
-    if meta.get("method") != "cyclegan":
-        raise UnveilError(f"{checkpoint} holds a '{meta.get('method')}' model; restore needs a cyclegan one.")
-    config = meta["config"]
-    model = CycleGAN(CycleGANConfig(**config["model"]))
-    model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
-    target = inference_device(device)
-    size = (meta.get("outputs") or {}).get("face_size", config["crop_size"])  # older checkpoints: crop_size
-    return Restorer(model.G_A.to(target).eval(), int(size), target)
 
 
 def occlusion_from_difference(crop: np.ndarray, restored: np.ndarray, threshold: float = 0.12,
@@ -85,14 +50,17 @@ class RestoreResult:
     output: Path
     frames: int
     occluded_share: float  # mean share of the crop taken from the restorer (1.0 without compositing)
+    restorer: str  # what made the output (Restorer.describe)
 
 
-def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], out: str | os.PathLike[str], *,
+def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.PathLike[str],
+            out: str | os.PathLike[str], *,
             crop: Literal["fixed", "track", "none"] = "fixed", box: tuple[float, float, float, float] | None = None,
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
             side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
             device: str = "auto", feather: float = 0.06, progress: bool = True) -> RestoreResult:
-    """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind).
+    """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind) with
+    ``checkpoint`` (a checkpoint of any restoring method, or a loaded :class:`~unveil.restorers.Restorer`).
 
     ``crop``: ``fixed`` box (``box`` or estimated from the first frames), ``track`` (a smoothed box per frame),
     ``none`` (the centred square). ``composite``: ``none`` pastes the restored crop as it is; ``mask`` takes the
@@ -117,7 +85,8 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
         raise UnveilError(f"Write the mask of an image as .png (lossless), not {mask_target}.")
     if mask_target is not None and not is_image and mask_target.suffix.lower() not in ("", ".mkv"):
         raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
-    restorer = load_restorer(checkpoint, device)
+    restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device)
+    restorer.reset()
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
     masks = iter(read_media(mask, gray=True)) if mask is not None else None
@@ -142,7 +111,10 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
 
     def flush() -> None:
         crops = [t.crop(im) for im, t, _ in pending]
-        for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops), strict=True):
+        contexts = [FrameContext(len(shares) + k, None if hidden is None else
+                                 (t.crop(hidden, interpolation=cv2.INTER_NEAREST) > 127).astype(np.float32))
+                    for k, (_, t, hidden) in enumerate(pending)]
+        for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops, contexts), strict=True):
             result, weight = _composite(image, transform, crop, output, hidden, composite, threshold, feather, shares,
                                         share_map=mask_target is not None)
             frame = np.concatenate([image, result], axis=1) if side_by_side else result
@@ -186,7 +158,7 @@ def restore(checkpoint: str | os.PathLike[str], source: str | os.PathLike[str], 
             flush()
             advance(count)
     frames = len(shares)
-    return RestoreResult(target, frames, float(np.mean(shares)) if shares else 0.0)
+    return RestoreResult(target, frames, float(np.mean(shares)) if shares else 0.0, restorer.describe())
 
 
 def _composite(image: np.ndarray, transform: CropTransform, crop: np.ndarray, restored: np.ndarray,
@@ -230,7 +202,19 @@ def subject_checkpoint(runs: str | os.PathLike[str], subject: str) -> Path:
         if path.is_file():
             return path
     raise UnveilError(f"No restorer for subject {subject} in {runs} (expected {subject}/checkpoints/latest.safetensors"
-                      " or pooled/...); train one with 'unveil train cyclegan'.")
+                      " or pooled/...); train one with 'unveil train cyclegan' or 'unveil train pix2pix'.")
+
+
+#: Written beside the restored videos of a manifest: which restorer made each (read by evaluate and the report).
+RESTORERS_FILE = "restorers.json"
+
+
+def restorers_of(folder: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Recording id -> the restorer that made its C video, from ``folder/restorers.json`` (empty without it)."""
+    path = Path(folder) / RESTORERS_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.PathLike[str],  # noqa: ANN001
@@ -248,15 +232,22 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
     boxes = recording_boxes(manifest, occluded, samples)
     folder = ensure_dir(out)
     outputs = {}
+    made_by = restorers_of(folder) if resume else {}
+    loaded: dict[Path, Restorer] = {}
     with progress_bar(len(occluded), "restore recordings", progress) as advance:
         for rec in occluded:
             target = folder / f"{rec.id}.mp4"
             if not (resume and target.is_file()):
+                checkpoint = subject_checkpoint(runs, rec.subject)
+                if checkpoint not in loaded:
+                    loaded[checkpoint] = load_restorer(checkpoint, device)
                 box = boxes.get(rec.id)
-                restore(subject_checkpoint(runs, rec.subject), manifest.resolve(rec.media), target,
-                        box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
-                        mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
-                        device=device, progress=False)
+                result = restore(loaded[checkpoint], manifest.resolve(rec.media), target,
+                                 box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
+                                 mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
+                                 progress=False)
+                made_by[rec.id] = result.restorer + (f", composite {composite}" if composite != "none" else "")
+                write_text_atomic(folder / RESTORERS_FILE, json.dumps(made_by, indent=1))
             outputs[rec.id] = target
             advance(1)
     return outputs

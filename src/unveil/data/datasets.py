@@ -81,6 +81,17 @@ class Augment:
         return [np.ascontiguousarray(im[:, ::-1]) for im in out] if flip else out
 
 
+def restore_side(image: Path, config: object) -> int:
+    """The side of the face crop a generator trained with ``config`` (a TrainConfig) should be fed at restore
+    time: ``crop_size`` for the resizing choices (the reference tests with load_size = crop_size), else the
+    training crops' own side (``image`` is one), rounded to a multiple of 4 as two down-samplings need."""
+    preprocess, crop_size = getattr(config, "preprocess"), getattr(config, "crop_size")
+    if preprocess not in ("crop", "none"):
+        return int(crop_size)
+    side = load_image(image).shape[0]
+    return Augment(preprocess="none").resized(side, side)[0]
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 RGB (H, W, 3) -> float (3, H, W) in [-1, 1]; a gray mask (H, W) -> float (1, H, W) in {0, 1}."""
     if image.ndim == 2:
@@ -158,12 +169,14 @@ class UnpairedDataset(SeededDataset):
 class PairedDataset(SeededDataset):
     """Occluded image ``A``, its clean twin ``B`` and the occluder ``mask`` (1 = hidden), identically augmented."""
 
-    def __init__(self, root: Path, samples: pd.DataFrame, augment: Augment, seed: int = 0) -> None:
+    def __init__(self, root: Path, samples: pd.DataFrame, augment: Augment, seed: int = 0, swap: bool = False) -> None:
         missing = [c for c in ("image", "clean") if c not in samples.columns or samples[c].isna().any()]
         if missing or len(samples) == 0:
-            raise UnveilError("Paired training needs occluded samples with clean twins (the 'clean' column); "
-                              "prepare a manifest whose occluded recordings give ground_truth.")
+            raise UnveilError("Paired training needs occluded samples with clean twins (the 'clean' column of "
+                              "samples.parquet); prepare a manifest whose occluded recordings give ground_truth, "
+                              "or use the triplets of 'unveil occlude --format png'.")
         self.root, self.rows, self.augment, self.seed = root, samples.reset_index(drop=True), augment, seed
+        self.swap = swap  # B (clean) is the input and A the target: the reference's direction BtoA
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -175,7 +188,9 @@ class PairedDataset(SeededDataset):
         if has_mask:
             images.append(load_image(self.root / row["mask"], gray=True))
         out = self.augment(images, self.rng(index))
-        item: dict[str, torch.Tensor | str] = {"A": to_tensor(out[0]), "B": to_tensor(out[1]), "A_path": row["image"]}
+        first, second = (1, 0) if self.swap else (0, 1)
+        item: dict[str, torch.Tensor | str] = {"A": to_tensor(out[first]), "B": to_tensor(out[second]),
+                                               "A_path": row["image"]}
         item["mask"] = to_tensor(out[2]) if has_mask else torch.zeros(1, *out[0].shape[:2])
         return item
 

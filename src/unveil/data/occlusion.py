@@ -271,4 +271,23 @@ def occlude_media(source: str | os.PathLike[str], out: str | os.PathLike[str], o
     with atomic_path(table_path) as tmp:
         table.to_parquet(tmp, index=False)
     outputs["landmarks"] = table_path
+    if fmt == "png" and not single_image:
+        outputs["manifest"] = _triplet_manifest(folder, stem, outputs, occluders, fps, len(table))
     return OcclusionResult(table, outputs)
+
+
+def _triplet_manifest(folder: Path, stem: str, outputs: dict[str, Path], occluders: Sequence[str], fps: float,
+                      n_frames: int) -> Path:
+    """A manifest of the triplets: the clean frames as the normal recording, the occluded ones with their hidden
+    truth and mask, so that 'unveil prepare' cuts paired crops for pix2pix and the other paired methods."""
+    from unveil.data.manifest import Manifest, Recording, save_manifest
+
+    subject = "".join(c if c.isalnum() or c in "_.+-" else "-" for c in stem).lstrip("_.+-") or "faces"
+    common = dict(subject=subject, session="1", task="frames", fps=fps, n_frames=n_frames)
+    recordings = [Recording(id=f"{subject}-clean", condition="normal", media=outputs["clean"].name, **common),
+                  Recording(id=f"{subject}-occluded", condition="occluded", occluder="+".join(occluders),
+                            media=outputs["occluded"].name, ground_truth=outputs["clean"].name,
+                            mask=outputs["mask"].name, **common)]
+    manifest = Manifest(name=f"{stem} occluded", description="written by unveil occlude", recordings=recordings,
+                        root=folder)
+    return save_manifest(manifest, folder / f"{stem}.manifest.yaml")

@@ -28,6 +28,7 @@ from unveil.data.manifest import Manifest, Recording
 from unveil.errors import UnveilError
 from unveil.files import ensure_dir, write_text_atomic
 from unveil.metrics.series import SeriesOptions, compare_series
+from unveil.restore import restorers_of
 
 Kind = Literal["N", "S", "C", "G"]  # normal, sensor (occluded), clean (restored), ground truth (hidden clean)
 
@@ -355,7 +356,7 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
 
     tables_dir, figures_dir = ensure_dir(out / "tables"), ensure_dir(out / "figures")
     summary: dict = {"options": options.describe(), "analyzers": config.analyzers, "every": config.every,
-                     "min_found": config.min_found,
+                     "min_found": config.min_found, "restorers": sorted(set(restorers_of(restored_dir).values())),
                      "excluded": config.exclude, "tables": {}, "figures": []}
     tasks = {r.task for r in manifest.recordings}
     # (words, plotted signal, task of the over-time figure): emotions are shown on the emotion task (Fig. 7)

@@ -77,6 +77,8 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
              f'Signals left out: {html.escape(", ".join(metrics.get("excluded", [])) or "none")}. '
              f'Every {metrics.get("every", 1)}. frame analysed. n/a: the analyzer found a face in fewer than '
              f'{metrics.get("min_found", 0.5):.0%} of one video\'s frames (a failed analysis, not a distance).</p>']
+    made_by = metrics.get("restorers") or ["not recorded (restored videos without restorers.json)"]
+    parts.append('<p class="note">C (restored) made by: ' + "; ".join(html.escape(m) for m in made_by) + ".</p>")
     headline = metrics.get("headline", {})
     if headline:
         parts.append("<h2>Headline: mean DTW of the AU (and emotion) time series</h2>")

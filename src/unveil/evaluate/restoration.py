@@ -1,5 +1,5 @@
 """How much closer restored frames are to the hidden clean frames than the occluded input, on the synthetic
-benchmark where both are known: L1 inside the occluder mask and PSNR over the face crop, for the plain
+benchmark where both are known: L1 and PSNR inside the occluder mask and PSNR over the face crop, for the plain
 restorer output and for occlusion-aware compositing (given mask, or estimated from the change)."""
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from unveil.data.manifest import Manifest
 from unveil.data.video import read_frames
 from unveil.errors import UnveilError
 from unveil.metrics import l1, psnr
-from unveil.restore import load_restorer, occlusion_from_difference
+from unveil.methods.registry import load_restorer
+from unveil.restore import occlusion_from_difference
 
 
 def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, samples: str | os.PathLike[str],
                        subject: str, every: int = 10, threshold: float = 0.12) -> pd.DataFrame:
-    """Per evaluated frame: L1 inside and outside (visible) the mask and crop PSNR against the hidden clean frame,
+    """Per evaluated frame: L1 inside and outside (visible) the mask, PSNR inside the mask and over the crop,
+    against the hidden clean frame,
     for the occluded input, the restorer's output, and its output composited by the true and the estimated mask.
 
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
@@ -55,6 +57,7 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
                 row[f"l1_mask_{name}"] = l1(image, crops[1], mask)
                 row[f"l1_visible_{name}"] = l1(image, crops[1], ~mask)
                 row[f"psnr_{name}"] = psnr(image, crops[1])
+                row[f"psnr_mask_{name}"] = psnr(image, crops[1], mask)
             rows.append(row)
     if not rows:
         raise UnveilError(f"No occluded frames of subject {subject} to evaluate.")

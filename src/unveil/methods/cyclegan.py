@@ -22,11 +22,15 @@ from torch.utils.data import Dataset
 
 from unveil.config import Config
 from unveil.methods.gan import GANLoss, GanMode, ImagePool, gradient_penalty
+from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
+from unveil.train.method import MethodBase
 
 if TYPE_CHECKING:
-    from unveil.train.loop import TrainConfig
-    from unveil.train.method import Autocast, Backward, Batches
+    from unveil.restorers import GeneratorRestorer
+    from unveil.train.checkpoint import Checkpoint
+    from unveil.train.config import TrainConfig
+    from unveil.train.method import Batches, Step
 
 
 class CycleGANConfig(Config):
@@ -144,7 +148,7 @@ class CycleGAN(nn.Module):
                 "D_B": self.discriminator_loss(self.D_B, batch["A"], fake_A)}
 
 
-class CycleGANMethod:
+class CycleGANMethod(MethodBase):
     """CycleGAN in the training loop: unpaired A (``domain_a``) and B (``domain_b``) frames; generators, then
     discriminators (frozen while the generators learn), as the reference code's ``optimize_parameters``."""
 
@@ -152,7 +156,7 @@ class CycleGANMethod:
     monitor = "total"
 
     def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
-        from unveil.data.datasets import Augment, UnpairedDataset, load_image, select
+        from unveil.data.datasets import Augment, UnpairedDataset, restore_side, select
 
         c = self.config = config
         self.model = self.module = CycleGAN(config.model, seed=seed)
@@ -166,13 +170,7 @@ class CycleGANMethod:
             UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False,
                                                         preprocess=c.preprocess), seed=seed, serial=c.serial_batches)
             if len(val_a) and len(val_b) else None)
-        # The face side restore feeds G_A: crop_size for the resizing choices (the reference tests with
-        # load_size = crop_size), else the training crops' own scale, rounded to a multiple of 4 as the
-        # generator's two down- and up-sampling steps need.
-        self.face_size = c.crop_size
-        if c.preprocess in ("crop", "none"):
-            side = load_image(root / train_a["image"].iloc[0]).shape[0]
-            self.face_size = Augment(preprocess="none").resized(side, side)[0]
+        self.face_size = restore_side(root / train_a["image"].iloc[0], c)
 
     def describe(self) -> dict[str, Any]:
         """The side of the face crop restore should feed G_A (see ``face_size``)."""
@@ -181,17 +179,16 @@ class CycleGANMethod:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.model.make_optimizers()
 
-    def train_step(self, batch: dict[str, torch.Tensor], backward: Backward, autocast: Autocast
-                   ) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], step: Step) -> dict[str, torch.Tensor]:
         model = self.model
-        with autocast():
+        with step.autocast():
             set_requires_grad(model.discriminators, False)
             g_total, parts, generated = model.generator_losses(batch)
-        backward(g_total)
+        step.backward(g_total)
         set_requires_grad(model.discriminators, True)
-        with autocast():
+        with step.autocast():
             d_parts = model.discriminator_losses(batch, generated)
-        backward(d_parts["D_A"] + d_parts["D_B"])
+        step.backward(d_parts["D_A"] + d_parts["D_B"])
         return {**parts, **d_parts}
 
     def validate(self, batches: Batches) -> dict[str, float]:
@@ -229,22 +226,35 @@ def set_requires_grad(nets: list[nn.Module], requires_grad: bool) -> None:
             p.requires_grad_(requires_grad)
 
 
-#: Seed 000's training schedule (lr 3e-4, 30 epochs with linear decay after 15, load 286 / crop 256, flip,
-#: 2 % random frames, 90/10 split), with the reference model defaults otherwise.
-PAPER_PRESET = {
+def load_restorer(saved: Checkpoint, device: torch.device) -> GeneratorRestorer:
+    """G_A of a CycleGAN checkpoint, at the face size the checkpoint records (older ones: crop_size)."""
+    from unveil.restorers import GeneratorRestorer
+
+    model = CycleGAN(CycleGANConfig(**saved.config["model"]))
+    model.load_state_dict(saved.network_state())
+    size = saved.outputs.get("face_size", saved.config["crop_size"])
+    return GeneratorRestorer(model.G_A, int(size), device, "cyclegan", str(saved.path))
+
+
+#: Seed 000's training schedule (lr 3e-4, 30 epochs with linear decay after 15, load 286 / crop 256, flip, batch
+#: 1), with the reference model defaults otherwise. Prepare with the defaults (2 % random frames, 90/10 split).
+PAPER_PRESET: dict[str, Any] = {
     "model": {"lr": 3e-4, "netG": "resnet_9blocks", "netD": "basic", "gan_mode": "lsgan", "lambda_A": 10.0,
               "lambda_B": 10.0, "lambda_identity": 0.5, "pool_size": 50, "beta1": 0.5},
-    "schedule": {"n_epochs": 15, "n_epochs_decay": 15, "lr_policy": "linear"},
-    "data": {"load_size": 286, "crop_size": 256, "flip": True, "fraction": 0.02, "sampling": "random",
-             "val_fraction": 0.1, "batch_size": 1},
+    "n_epochs": 15, "n_epochs_decay": 15, "lr_policy": "linear",
+    "load_size": 286, "crop_size": 256, "flip": True, "batch_size": 1,
 }
 
 #: A CPU-budget preset (documented in the README): the paper's objective and schedule shape with a narrower,
 #: shallower generator (ngf 24, 6 residual blocks; about 1 s per 128 px step on 2 CPU cores instead of 3.5 s).
-CPU_PRESET = {
+#: Prepare with ``--load-size 143 --fraction 0.1``.
+CPU_PRESET: dict[str, Any] = {
+    **PAPER_PRESET,
     "model": {**PAPER_PRESET["model"], "lr": 2e-4, "ngf": 24, "ndf": 32, "netG": "resnet_6blocks"},
-    "schedule": {"n_epochs": 2, "n_epochs_decay": 1, "lr_policy": "linear"},
-    "data": {"load_size": 143, "crop_size": 128, "flip": True, "fraction": 0.1, "sampling": "random",
-             "val_fraction": 0.1, "batch_size": 1},
+    "n_epochs": 2, "n_epochs_decay": 1, "load_size": 143, "crop_size": 128,
 }
-PRESETS = {"paper": PAPER_PRESET, "cpu": CPU_PRESET}
+
+register(MethodSpec(
+    name="cyclegan", summary="Seed 000's unpaired CycleGAN from occluded (A) to normal (B) frames; G_A restores.",
+    config=CycleGANConfig, method=CycleGANMethod, load=load_restorer, produces="restorer", data="unpaired",
+    presets={"paper": PAPER_PRESET, "cpu": CPU_PRESET}, per_subject=True, report=("cycle_A", "val_total")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,42 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "
     if metadata.get("format") != FORMAT_VERSION:
         raise UnveilError(f"{file} has checkpoint format {metadata.get('format')}; this unveil reads {FORMAT_VERSION}.")
     return tensors, metadata
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read from disk: its tensors, its metadata (method, config, outputs, training position)."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return str(self.meta.get("method"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's TrainConfig as JSON (the method's options under ``model``)."""
+        return dict(self.meta.get("config") or {})
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What the method recorded for inference beyond its config (``Method.describe``)."""
+        return dict(self.meta.get("outputs") or {})
+
+    def network_state(self) -> dict[str, torch.Tensor]:
+        """The state dict of the method's networks (the ``net/`` tensors)."""
+        return {k[4:]: v for k, v in self.tensors.items() if k.startswith("net/")}
+
+
+def read_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Checkpoint:
+    """A checkpoint file, or a run folder's ``checkpoints/latest.safetensors``; see :func:`load_checkpoint`."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "checkpoints" / "latest.safetensors"
+    tensors, meta = load_checkpoint(file, device)
+    return Checkpoint(file, tensors, meta)
 
 
 def flatten_state(prefix: str, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:

@@ -18,101 +18,26 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import Field, model_validator
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from unveil.config import Config
-from unveil.data.datasets import Preprocess, load_samples
+from unveil.data.datasets import load_samples
+from unveil.devices import select_device
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
-from unveil.methods.classifier import ClassifierConfig
-from unveil.methods.cyclegan import CycleGANConfig
+from unveil.methods.registry import get_method
 from unveil.progress import progress_bar
-from unveil.train.checkpoint import (flatten_state, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                     unflatten_state)
-from unveil.train.method import make_method
+from unveil.train.checkpoint import flatten_state, read_checkpoint, rng_state, save_checkpoint, set_rng_state, unflatten_state
+from unveil.train.config import TrainConfig
+from unveil.train.method import Step, active_optimizers
 
+__all__ = ["EpochSampler", "TrainConfig", "TrainResult", "Trainer", "train", "train_per_subject"]
 LATEST = "latest.safetensors"
-MODEL_CONFIGS: dict[str, type[Config]] = {"cyclegan": CycleGANConfig, "classifier": ClassifierConfig}
-
-
-class TrainConfig(Config):
-    """Options of ``unveil train`` (schedule and data; the method's own are under ``model``)."""
-
-    method: Literal["cyclegan", "classifier"] = "cyclegan"
-    model: CycleGANConfig | ClassifierConfig = Field(default_factory=CycleGANConfig)
-    n_epochs: int = Field(default=15, ge=0, description="Epochs at the initial learning rate.")
-    n_epochs_decay: int = Field(default=15, ge=0, description="Epochs of decay to zero afterwards.")
-    lr_policy: Literal["linear", "step", "plateau", "cosine"] = "linear"
-    lr_decay_iters: int = Field(default=50, ge=1, description="Epochs between x0.1 steps (lr_policy step).")
-    batch_size: int = Field(default=1, ge=1, description="Images per step and process.")
-    accumulate: int = Field(default=1, ge=1, description="Batches whose gradients add up before a step.")
-    load_size: int = Field(default=286, ge=8)
-    crop_size: int = Field(default=256, ge=8)
-    preprocess: Preprocess = Field(default="resize_and_crop", description="How images are scaled and cropped "
-                                   "(the reference's choices; see unveil.data.datasets.Augment).")
-    flip: bool = Field(default=True, description="Random horizontal flips (the reference's no_flip: false).")
-    serial_batches: bool = Field(default=False, description="Take samples in order, and pair A[i] with B[i] "
-                                                            "instead of a random B.")
-    max_dataset_size: int | None = Field(default=None, ge=1, description="Use only the first N training samples "
-                                                                          "of each domain (None: all).")
-    direction: Literal["AtoB", "BtoA"] = Field(default="AtoB", description="BtoA swaps domain_a and domain_b "
-                                                                           "(G_A then adds the obstruction).")
-    num_workers: int = Field(default=0, ge=0, description="Data-loading processes per training process.")
-    seed: int = Field(default=0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = Field(default=True, description="Mixed precision (float16) on CUDA; ignored on the CPU.")
-    save_epoch_freq: int = Field(default=5, ge=1)
-    save_latest_freq: int = Field(default=0, ge=0, description="Also save 'latest' every N iterations (0: off).")
-    time_limit: float = Field(default=0.0, ge=0, description="Minutes of training after which the run stops with "
-                                                             "'latest' saved, e.g. a cluster job's wall time "
-                                                             "(0: none); --resume continues it.")
-    n_samples: int = Field(default=4, ge=1, description="Validation images in the per-epoch sample grid.")
-    domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"},
-                                     description="Rows of domain A (unpaired methods).")
-    domain_b: dict[str, Any] = Field(default_factory=lambda: {"condition": "normal"},
-                                     description="Rows of domain B (unpaired methods).")
-    subjects: list[str] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reference_names(cls, data: Any) -> Any:
-        """The reference code's names for two options: ``no_flip`` (not ``flip``) and ``num_threads``."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for reference, ours, convert in (("no_flip", "flip", lambda v: not v), ("num_threads", "num_workers", int)):
-            if reference in data:
-                value = convert(data.pop(reference))
-                if ours in data and data[ours] != value:
-                    raise ValueError(f"{reference} and {ours} contradict each other; give one of them")
-                data[ours] = value
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _model_of_method(cls, data: Any) -> Any:
-        """``model`` given as a mapping is read as the options of ``method``'s model."""
-        if isinstance(data, dict) and (data.get("model") is None or isinstance(data.get("model"), dict)):
-            kind = MODEL_CONFIGS.get(data.get("method", "cyclegan"))
-            if kind is not None:
-                data = {**data, "model": kind.model_validate(data.get("model") or {})}
-        return data
-
-    @model_validator(mode="after")
-    def _model_matches_method(self) -> TrainConfig:
-        if not isinstance(self.model, MODEL_CONFIGS[self.method]):
-            raise ValueError(f"method {self.method} needs {MODEL_CONFIGS[self.method].__name__} options as model")
-        return self
-
-    @property
-    def total_epochs(self) -> int:
-        return self.n_epochs + self.n_epochs_decay
 
 
 @dataclass
@@ -148,15 +73,6 @@ def _world() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _device(choice: str, local_rank: int) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UnveilError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
-    if choice in ("auto", "cuda") and torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def _deadline(config: TrainConfig) -> float | None:
     """When ``config.time_limit`` runs out counted from now (``time.monotonic()`` seconds); None without one."""
     return time.monotonic() + 60 * config.time_limit if config.time_limit else None
@@ -186,7 +102,7 @@ class Trainer:
         self.rank, self.world, local_rank = _world()
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
-        self.device = _device(config.device, local_rank)
+        self.device = select_device(config.device, local_rank)
         self.run_dir = Path(run_dir)
         self.main = self.rank == 0
         torch.manual_seed(config.seed)
@@ -196,9 +112,11 @@ class Trainer:
         table, root = load_samples(samples)
         if config.subjects:
             table = table[table["subject"].isin(config.subjects)]
-        self.method = make_method(config, table, root, config.seed)
+        self.method = get_method(config.method).method(config, table, root, config.seed)
         self.train_set, self.val_set = self.method.train_set, self.method.val_set
         self.model = self.method.module.to(self.device)
+        if self.world > 1 and self.device.type == "cuda":  # batch statistics over all GPUs, as one big batch
+            nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if self.world > 1:
             for p in self.model.parameters():
                 dist.broadcast(p.data, 0)
@@ -207,6 +125,7 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.batch = 1, 0  # next epoch (1-based) and next batch within it
+        self.updates = 0  # optimiser steps taken (what Method.stepping counts)
         self.sums: dict[str, float] = {}  # loss sums of the current epoch so far
         self.history: list[dict[str, float]] = []
 
@@ -214,7 +133,7 @@ class Trainer:
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
         meta: dict[str, Any] = {"method": self.method.name, "epoch": self.epoch, "batch": self.batch,
-                                "sums": self.sums, "config": self.config.model_dump(mode="json"),
+                                "updates": self.updates, "sums": self.sums, "config": self.config.model_dump(mode="json"),
                                 "outputs": self.method.describe(), "history": self.history}
         meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
         meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
@@ -231,10 +150,11 @@ class Trainer:
         return save_checkpoint(self.run_dir / "checkpoints" / name, tensors, meta)
 
     def load(self, path: Path) -> None:
-        tensors, meta = load_checkpoint(path, device="cpu")
-        if meta.get("method") != self.method.name:
-            raise UnveilError(f"{path} holds a '{meta.get('method')}' run; this run trains {self.method.name}.")
-        self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
+        saved = read_checkpoint(path)
+        tensors, meta = saved.tensors, saved.meta
+        if saved.method != self.method.name:
+            raise UnveilError(f"{path} holds a '{saved.method}' run; this run trains {self.method.name}.")
+        self.model.load_state_dict(saved.network_state())
         for k, o in self.optimizers.items():
             o.load_state_dict(unflatten_state(meta["optimizers"][k], tensors))
         for k, s in self.schedulers.items():
@@ -243,13 +163,14 @@ class Trainer:
         self.method.load_extra_state({k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}, self.device)
         set_rng_state(tensors, meta["rng"])
         self.epoch, self.batch, self.sums, self.history = meta["epoch"], meta["batch"], meta["sums"], meta["history"]
+        self.updates = int(meta.get("updates", 0))
 
     # -- one step ----------------------------------------------------------------------------------------
-    def _average_gradients(self) -> None:
+    def _average_gradients(self, names: frozenset[str]) -> None:
         if self.world == 1:
             return
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
+        for name in names:
+            for group in self.optimizers[name].param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
@@ -259,8 +180,10 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def step(self, batch: dict[str, Any], update: bool) -> dict[str, float]:
-        """Forward and backward one batch; step the optimisers when ``update`` (the last of an accumulation)."""
+        """Forward and backward one batch; when ``update`` (the last batch of an accumulation), step the
+        optimisers the method chose for this iteration and clear every gradient."""
         accumulate = self.config.accumulate
+        active = active_optimizers(self.method, self.optimizers, self.updates)
 
         def backward(loss: torch.Tensor) -> None:
             self.scaler.scale(loss / accumulate).backward()
@@ -268,19 +191,21 @@ class Trainer:
         def autocast() -> Any:
             return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
 
-        parts = self.method.train_step(self._on_device(batch), backward, autocast)
+        parts = self.method.train_step(self._on_device(batch), Step(backward, autocast, active, self.updates))
         losses = {k: float(v.detach()) for k, v in parts.items()}
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
             raise UnveilError(f"The loss {bad[0]} became {losses[bad[0]]} at epoch {self.epoch}, batch {self.batch}; "
                               f"training stopped, the last good checkpoint is in {self.run_dir / 'checkpoints'}.")
         if update:
-            self._average_gradients()
-            for optimizer in self.optimizers.values():
-                self.scaler.step(optimizer)
-            self.scaler.update()
-            for optimizer in self.optimizers.values():
+            self._average_gradients(active)
+            for name in active:  # GradScaler: step only these, then one update for the iteration
+                self.scaler.step(self.optimizers[name])
+            if active:
+                self.scaler.update()
+            for optimizer in self.optimizers.values():  # an idle optimiser's gradients must not carry over
                 optimizer.zero_grad(set_to_none=True)
+            self.updates += 1
         return losses
 
     # -- evaluation --------------------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""The method registry: every trainable method under its name, with what the rest of unveil needs to know of it.
+
+A method is one module under ``methods/`` that calls :func:`register` once with a :class:`MethodSpec`: its options
+(the ``model:`` block of a training config), its training adapter (what the one loop trains), its inference loader
+(a checkpoint to a restorer or an analysis model), its presets and the data it reads. The training loop, config
+validation, checkpoint loading and the CLI read the registry and never name a method. Methods of other packages
+register through the ``unveil.methods`` entry-point group (each entry point names a module to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Literal
+
+from unveil.config import Config
+from unveil.errors import UnveilError
+
+if TYPE_CHECKING:
+    import torch
+
+    from unveil.restorers import Restorer
+    from unveil.train.checkpoint import Checkpoint
+    from unveil.train.method import Method
+
+#: The methods unveil ships, imported on first use of the registry.
+BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.classifier")
+ENTRY_POINT_GROUP = "unveil.methods"
+
+Produces = Literal["restorer", "analysis model"]
+Data = Literal["unpaired", "paired", "labelled"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything unveil knows of one method."""
+
+    name: str
+    summary: str  # one line: what it is (``unveil train --help`` lists it)
+    config: type[Config]  # the method's own options, the ``model:`` block of its TrainConfig
+    method: Callable[..., Method]  # the training adapter: (TrainConfig, samples table, root, seed) -> Method
+    load: Callable[[Checkpoint, torch.device], Any]  # a checkpoint of this method -> restorer or analysis model
+    produces: Produces
+    data: Data  # unpaired domains (cyclegan), paired occluded / clean crops (pix2pix) or labelled frames
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # TrainConfig mappings by name
+    per_subject: bool = False  # the CLI's default for --per-subject / --pooled
+    report: tuple[str, ...] = ()  # history values the CLI prints after training
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_loaded = False
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` to the registry (a second registration of a name replaces the first, for reloading)."""
+    from unveil.train.config import LOOP_FIELDS
+
+    clash = sorted(set(spec.config.model_fields) & LOOP_FIELDS)
+    if clash:
+        raise ValueError(f"method {spec.name}: option names {clash} are the training loop's")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(entry.value.split(":")[0])
+
+
+def method_names() -> list[str]:
+    """The registered method names, in registration order."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of ``name``; an unknown name is one sentence listing the registered ones."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnveilError(f"Unknown method '{name}'; the registered methods are {', '.join(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def load_model(checkpoint: str | os.PathLike[str], device: str = "auto") -> Any:
+    """The inference object of a checkpoint (file or run folder), built by the loader of the method it records."""
+    from unveil.devices import select_device
+    from unveil.train.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(checkpoint)
+    return get_method(saved.method).load(saved, select_device(device))
+
+
+def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> Restorer:
+    """The restorer of a checkpoint; one sentence when its method makes no restorer (e.g. a classifier)."""
+    return _load_kind(checkpoint, device, "restorer", "restore")
+
+
+def load_analysis_model(checkpoint: str | os.PathLike[str], device: str = "auto") -> Any:
+    """The analysis model of a checkpoint (the ``cnn`` analyzer's); one sentence for a restorer's checkpoint."""
+    return _load_kind(checkpoint, device, "analysis model", "analyse frames")
+
+
+def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produces, verb: str) -> Any:
+    from unveil.devices import select_device
+    from unveil.train.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(checkpoint)
+    spec = get_method(saved.method)
+    if spec.produces != produces:
+        able = [n for n in method_names() if _REGISTRY[n].produces == produces]
+        raise UnveilError(f"{saved.path} holds a {spec.name} model, which does not {verb}; give a checkpoint of "
+                          f"{' or '.join(able)}.")
+    return spec.load(saved, select_device(device))

@@ -1,0 +1,105 @@
+"""Restorers: what ``unveil restore`` runs on face crops, apart from how they were trained.
+
+A restorer takes a batch of RGB face crops (uint8, ``size`` x ``size``) with one :class:`FrameContext` per crop
+(the frame's index, the occluder mask where given or predicted, target conditions such as AUs) and returns the
+restored crops. It may keep state across the frames of one video (``reset`` starts a new one) and may use
+gradients (latent inversion optimises per image). A checkpoint records its method, and
+:func:`unveil.methods.registry.load_restorer` builds the right restorer from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """What a restorer may know of a crop besides its pixels."""
+
+    index: int  # the frame's index in its video (0 for an image)
+    mask: np.ndarray | None = None  # the occluder in crop coordinates, float in [0, 1] (1 = hidden); None: unknown
+    conditions: dict[str, float] = field(default_factory=dict)  # e.g. target AU intensities
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    """Restores face crops; ``method`` and ``describe()`` say what made the restored (C) frames."""
+
+    method: str
+    size: int  # the side of the crops it takes and returns
+
+    def __call__(self, crops: Sequence[np.ndarray], contexts: Sequence[FrameContext] | None = None
+                 ) -> list[np.ndarray]: ...
+
+    def reset(self) -> None:
+        """Forget what was kept from earlier frames (a new video starts)."""
+
+    def describe(self) -> str:
+        """One line for reports: the method, the network and where it came from."""
+
+
+@contextlib.contextmanager
+def batch_statistics(net: nn.Module) -> Iterator[None]:
+    """Batch-norm layers normalise by the statistics of the batch they see, as the reference pix2pix tests (its
+    test.py leaves the network in training mode, batch size 1); running averages are left untouched, and dropout
+    stays off, so the same frame gives the same output."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.momentum) for m in norms]
+    for m in norms:
+        m.train()
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (training, momentum) in zip(norms, saved, strict=True):
+            m.train(training)
+            m.momentum = momentum
+
+
+def uses_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@dataclass
+class GeneratorRestorer:
+    """A feed-forward image-to-image generator (CycleGAN's G_A, pix2pix's G) at a fixed crop size.
+
+    With ``per_image_statistics`` (batch-normed generators) every crop is run alone in batch-statistics
+    mode (see :func:`batch_statistics`), so a crop's output does not depend on the others in its batch.
+    """
+
+    generator: nn.Module
+    size: int
+    device: torch.device
+    method: str
+    source: str = ""
+    per_image_statistics: bool = False
+
+    def __post_init__(self) -> None:
+        self.generator.to(self.device).eval()
+
+    @torch.no_grad()
+    def __call__(self, crops: Sequence[np.ndarray], contexts: Sequence[FrameContext] | None = None
+                 ) -> list[np.ndarray]:
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
+        if self.per_image_statistics:
+            with batch_statistics(self.generator):
+                y = torch.cat([self.generator(x[i:i + 1]) for i in range(len(x))])
+        else:
+            y = self.generator(x)
+        return list(y.clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+
+    def reset(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        params = sum(p.numel() for p in self.generator.parameters())
+        return f"{self.method} ({type(self.generator).__name__}, {params / 1e6:.2f} M parameters, {self.size} px)" + (
+            f" from {self.source}" if self.source else "")
