@@ -82,7 +82,7 @@ def test_sigkill_then_resume_is_bit_identical(method: str, samples: Path, tmp_pa
     for checkpoint in (run / "checkpoints").glob("*.safetensors"):
         load_checkpoint(checkpoint)  # every visible checkpoint is complete
     resumed = train(samples, run, tiny(method), resume=True, progress=False)
-    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in (reference.history, resumed.history)]
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in h] for h in (reference.history, resumed.history)]
     assert strip[0] == strip[1]
     expected, actual = _weights(tmp_path / "reference"), _weights(run)
     assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)

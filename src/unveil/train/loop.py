@@ -169,7 +169,7 @@ class Trainer:
     def _average_gradients(self, names: frozenset[str]) -> None:
         if self.world == 1:
             return
-        for name in names:
+        for name in sorted(names):  # one order in every process (set order follows each process's hash seed)
             for group in self.optimizers[name].param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
