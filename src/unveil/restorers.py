@@ -67,6 +67,12 @@ def uses_batch_norm(net: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
+def forward_per_image(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net`` on each image of ``x`` alone, in batch-statistics mode (see :func:`batch_statistics`)."""
+    with batch_statistics(net):
+        return torch.cat([net(x[i:i + 1]) for i in range(len(x))])
+
+
 @dataclass
 class GeneratorRestorer:
     """A feed-forward image-to-image generator (CycleGAN's G_A, pix2pix's G) at a fixed crop size.
@@ -89,11 +95,7 @@ class GeneratorRestorer:
     def __call__(self, crops: Sequence[np.ndarray], contexts: Sequence[FrameContext] | None = None
                  ) -> list[np.ndarray]:
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
-        if self.per_image_statistics:
-            with batch_statistics(self.generator):
-                y = torch.cat([self.generator(x[i:i + 1]) for i in range(len(x))])
-        else:
-            y = self.generator(x)
+        y = forward_per_image(self.generator, x) if self.per_image_statistics else self.generator(x)
         return list(y.clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
 
     def reset(self) -> None:

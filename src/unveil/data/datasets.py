@@ -81,11 +81,10 @@ class Augment:
         return [np.ascontiguousarray(im[:, ::-1]) for im in out] if flip else out
 
 
-def restore_side(image: Path, config: object) -> int:
-    """The side of the face crop a generator trained with ``config`` (a TrainConfig) should be fed at restore
+def restore_side(image: Path, preprocess: Preprocess, crop_size: int) -> int:
+    """The side of the face crop a generator trained with ``preprocess`` and ``crop_size`` should be fed at restore
     time: ``crop_size`` for the resizing choices (the reference tests with load_size = crop_size), else the
     training crops' own side (``image`` is one), rounded to a multiple of 4 as two down-samplings need."""
-    preprocess, crop_size = getattr(config, "preprocess"), getattr(config, "crop_size")
     if preprocess not in ("crop", "none"):
         return int(crop_size)
     side = load_image(image).shape[0]

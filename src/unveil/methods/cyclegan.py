@@ -170,7 +170,7 @@ class CycleGANMethod(MethodBase):
             UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False,
                                                         preprocess=c.preprocess), seed=seed, serial=c.serial_batches)
             if len(val_a) and len(val_b) else None)
-        self.face_size = restore_side(root / train_a["image"].iloc[0], c)
+        self.face_size = restore_side(root / train_a["image"].iloc[0], c.preprocess, c.crop_size)
 
     def describe(self) -> dict[str, Any]:
         """The side of the face crop restore should feed G_A (see ``face_size``)."""

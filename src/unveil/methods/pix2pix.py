@@ -26,7 +26,7 @@ from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
-from unveil.restorers import GeneratorRestorer, batch_statistics, uses_batch_norm
+from unveil.restorers import GeneratorRestorer, forward_per_image, uses_batch_norm
 from unveil.train.method import MethodBase
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Pix2PixMethod(MethodBase):
     def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
         from unveil.data.datasets import Augment, PairedDataset, restore_side, select
 
-        self.config, c = config, config
+        self.config = c = config
         self.model = self.module = Pix2Pix(config.model)
         rows = {split: select(table, c.domain_a, split) for split in ("train", "val")}
         train_rows = rows["train"].iloc[:c.max_dataset_size]
@@ -116,7 +116,7 @@ class Pix2PixMethod(MethodBase):
         self.val_set: Dataset | None = (
             PairedDataset(root, rows["val"], Augment(c.load_size, c.crop_size, train=False, preprocess=c.preprocess),
                           seed, swap=swap) if len(rows["val"]) else None)
-        self.face_size = restore_side(root / train_rows["image"].iloc[0], c)
+        self.face_size = restore_side(root / train_rows["image"].iloc[0], c.preprocess, c.crop_size)
 
     def describe(self) -> dict[str, Any]:
         return {"face_size": self.face_size}
@@ -140,10 +140,7 @@ class Pix2PixMethod(MethodBase):
 
     def _restore(self, a: torch.Tensor) -> torch.Tensor:
         """G(a) as restore computes it (batch-normed generators: each image with its own statistics)."""
-        if not uses_batch_norm(self.model.G):
-            return self.model.G(a)
-        with batch_statistics(self.model.G):
-            return torch.cat([self.model.G(a[i:i + 1]) for i in range(len(a))])
+        return forward_per_image(self.model.G, a) if uses_batch_norm(self.model.G) else self.model.G(a)
 
     def validate(self, batches: Batches) -> dict[str, float]:
         """Mean L1 of G(A) against B (in [-1, 1] units) over all, hidden and visible pixels."""

@@ -92,11 +92,7 @@ def get_method(name: str) -> MethodSpec:
 
 def load_model(checkpoint: str | os.PathLike[str], device: str = "auto") -> Any:
     """The inference object of a checkpoint (file or run folder), built by the loader of the method it records."""
-    from unveil.devices import select_device
-    from unveil.train.checkpoint import read_checkpoint
-
-    saved = read_checkpoint(checkpoint)
-    return get_method(saved.method).load(saved, select_device(device))
+    return _load_kind(checkpoint, device)
 
 
 def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> Restorer:
@@ -109,13 +105,15 @@ def load_analysis_model(checkpoint: str | os.PathLike[str], device: str = "auto"
     return _load_kind(checkpoint, device, "analysis model", "analyse frames")
 
 
-def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produces, verb: str) -> Any:
+def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produces | None = None, verb: str = ""
+               ) -> Any:
+    """Read ``checkpoint`` and build its method's inference object; with ``produces``, refuse other kinds."""
     from unveil.devices import select_device
     from unveil.train.checkpoint import read_checkpoint
 
     saved = read_checkpoint(checkpoint)
     spec = get_method(saved.method)
-    if spec.produces != produces:
+    if produces is not None and spec.produces != produces:
         able = [n for n in method_names() if _REGISTRY[n].produces == produces]
         raise UnveilError(f"{saved.path} holds a {spec.name} model, which does not {verb}; give a checkpoint of "
                           f"{' or '.join(able)}.")
