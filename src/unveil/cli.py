@@ -484,15 +484,14 @@ def demo(
         typer.echo(line)
 
 
-_register_train_commands()
-
-
 def main() -> None:
     """Entry point: run the app, turning :class:`UnveilError` into one line on stderr and exit code 2.
 
     Typer itself reports usage errors (unknown option, a word where a number belongs) the same way.
     """
     try:
+        if sys.argv[1:2] == ["train"]:  # the methods (and torch) load only for the command that needs them
+            _register_train_commands()
         app()
     except UnveilError as exc:
         stderr_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
