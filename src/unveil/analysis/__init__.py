@@ -10,9 +10,9 @@ from unveil.analysis.base import Analyzer, FrameResult, analyze_frames, analyze_
 from unveil.analysis.landmark import Box4
 from unveil.errors import UnveilError
 
-#: Analyzer names: four frame analyzers unveil runs itself, and two adapters that read a whole file
+#: Analyzer names: five frame analyzers unveil runs itself, and two adapters that read a whole file
 #: (``openface`` imports its CSV, ``pyfeat`` runs the optional py-feat package on a video).
-ANALYZERS = ("mesh", "dlib68", "forest", "cnn", "openface", "pyfeat")
+ANALYZERS = ("mesh", "dlib68", "forest", "cnn", "fer", "openface", "pyfeat")
 #: The model file each trained analyzer needs, and the command that makes it.
 MODEL_MAKERS = {"forest": "unveil train classifier --features landmarks",
                 "cnn": "unveil train classifier --features pixels"}
@@ -21,7 +21,7 @@ MODEL_MAKERS = {"forest": "unveil train classifier --features landmarks",
 def make_analyzer(name: str, model: str | os.PathLike[str] | None = None, box: Box4 | None = None,
                   device: str = "cpu") -> Analyzer:
     """A frame analyzer by name: ``mesh`` / ``dlib68`` (landmark AU geometry), ``forest`` or ``cnn`` (both need
-    ``model``)."""
+    ``model``), ``fer`` (FER2013 emotions; ``model`` is its HDF5 file, found by itself when None)."""
     from unveil.analysis.forest import ForestAnalyzer
     from unveil.analysis.landmark import LandmarkAnalyzer
 
@@ -35,6 +35,10 @@ def make_analyzer(name: str, model: str | os.PathLike[str] | None = None, box: B
         from unveil.analysis.cnn import CNNAnalyzer
 
         return CNNAnalyzer(model, box=box, device=device)
+    if name == "fer":
+        from unveil.analysis.fer import FERAnalyzer
+
+        return FERAnalyzer(model, box=box, device=device)
     if name in ("openface", "pyfeat"):
         raise UnveilError(f"'{name}' is an adapter that reads a whole file; use 'unveil analyze' for it.")
     raise UnveilError(f"Unknown analyzer '{name}'; choose one of {', '.join(ANALYZERS)}.")

