@@ -104,7 +104,7 @@ def test_version_and_help() -> None:
         (["train", "pix2pix", "--samples", "nowhere", "--out", "f", "--netG", "unet_512"], "'netG' is invalid"),
         (["evaluate", "missing.yaml", "-o", "ev"], "missing.yaml does not exist"),
         (["report", "nowhere"], "nowhere is not a folder"),
-        (["evaluate", "missing.yaml", "-o", "ev", "--analyzer", "magic"], "should be 'mesh', 'dlib68', 'forest' or 'cnn'"),
+        (["evaluate", "missing.yaml", "-o", "ev", "--analyzer", "magic"], "should be 'mesh', 'dlib68', 'forest', 'cnn' or 'fer'"),
     ],
 )
 def test_analysis_commands_fail_in_one_sentence(tmp_path: Path, args: list[str], expected: str) -> None:

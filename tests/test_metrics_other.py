@@ -10,7 +10,6 @@ from unveil.data.video import read_frames
 from unveil.metrics.classification import accuracy, f1, fdr
 from unveil.metrics.images import ssim
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
 def test_ssim_matches_scikit_image_and_masks() -> None:
@@ -38,11 +37,11 @@ def test_detection_scores_closed_form() -> None:
 
 
 @pytest.mark.slow
-def test_identity_distance_separates_people() -> None:
+def test_identity_distance_separates_people(shared_data: Path) -> None:
     from unveil.metrics.identity import SAME_PERSON, FaceDescriptor, identity_distance
 
     describe = FaceDescriptor()
-    faces = {name: [describe(f.image) for f in read_frames(VIDEOS / f"{name}.mp4", only={0, 40})]
+    faces = {name: [describe(f.image) for f in read_frames(shared_data / "videos" / f"{name}.mp4", only={0, 40})]
              for name in ("talking_1", "talking_2", "talking_3")}
     for name, (first, later) in faces.items():
         assert identity_distance(first, later) < 0.5, name
