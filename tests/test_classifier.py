@@ -92,7 +92,7 @@ def test_emotion_table_in_the_protocol(trained, tmp_path: Path) -> None:  # noqa
     config = EvaluateConfig(analyzers=["cnn"], cnn=str(result.run_dir), samples=str(root / "prepared"), every=2,
                             image_every=50)
     evaluation = evaluate(manifest, tmp_path / "evaluation", restored, config, progress=False)
-    rows = evaluation.pairs
+    rows = evaluation.pairs[evaluation.pairs["normalise"] == "none"]
     assert set(rows["signals"]) == {"au", "emotion"}
     emotion = rows[rows["signals"] == "emotion"].set_index("pair")
     for i in ("1", "2"):
@@ -102,6 +102,8 @@ def test_emotion_table_in_the_protocol(trained, tmp_path: Path) -> None:  # noqa
     assert "emotion_cnn" in metrics["tables"] and "cnn (emotions)" in metrics["headline"]
     assert "signal_cnn_happiness.png" in metrics["figures"]
     assert "| N1-C1 |" in (evaluation.out / "tables" / "emotion_cnn.md").read_text()
+    fidelity = evaluation.fidelity["cnn"]  # C is the hidden truth: it reads the emotion as G does
+    assert fidelity.emotion["acc_C"] == fidelity.emotion["acc_G"] and fidelity.spurious.empty
 
 
 def test_cnn_refuses_other_checkpoints(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 @pytest.mark.slow
 def test_perfect_restoration_scores_like_the_truth(evaluated) -> None:  # noqa: ANN001
     _, result = evaluated
-    rows = result.pairs
+    rows = result.pairs[result.pairs["normalise"] == "none"]
+    assert set(result.pairs["normalise"]) == {"none", "zscore"}  # the z-normalised variant beside the raw one
 
     def value(task: str, pair: str, column: str = "dtw") -> float:
         return rows[(rows["task"] == task) & (rows["pair"] == pair)][column].item()
@@ -45,9 +46,38 @@ def test_perfect_restoration_scores_like_the_truth(evaluated) -> None:  # noqa: 
             for column in ("dtw", "mape"):
                 assert value(task, f"N{i}-C{i}", column) == value(task, f"N{i}-G{i}", column)
             assert value(task, f"N{i}-S{i}") > 1.3 * value(task, f"N{i}-G{i}"), "the sensors should hurt"
+    fidelity = result.fidelity["dlib68"]  # C reads exactly as the hidden face: all of the expression is back
+    assert fidelity.overall["err_S"] > fidelity.overall["err_G"]
+    assert fidelity.overall["recovered"] == 1.0 and fidelity.failed.empty and fidelity.spurious.empty
     images = result.images
     assert np.isinf(images[images["pair"] == "G-C"]["psnr"]).all()  # identical files: identical frames
     assert (images[images["pair"] == "G-S"]["l1_mask"] > 0.1).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("restorer", ["identity", "constant face"])
+def test_a_bad_restorer_recovers_no_expression_and_the_report_flags_it(evaluated, restorer: str,
+                                                                       tmp_path: Path) -> None:  # noqa: ANN001
+    from unveil.data.video import open_writer, read_frames
+
+    manifest, perfect = evaluated
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    for rec in manifest.select(condition="occluded"):
+        if restorer == "identity":  # the sensor video handed back
+            shutil.copy(manifest.resolve(rec.media), restored / f"{rec.id}.mp4")
+            continue
+        first = next(iter(read_frames(manifest.resolve(rec.ground_truth)))).image  # its first hidden frame, held
+        with open_writer(restored / f"{rec.id}.mp4", rec.fps) as writer:
+            for _ in range(rec.n_frames):
+                writer.write(first)
+    shutil.copytree(perfect.out / "timeseries", tmp_path / "evaluation" / "timeseries")  # N, S, G analysed once
+    result = evaluate(manifest, tmp_path / "evaluation", restored,
+                      EvaluateConfig(analyzers=["dlib68"], image_every=5), progress=False)
+    fidelity = result.fidelity["dlib68"]
+    assert fidelity.overall["recovered"] <= 0 and len(fidelity.failed) == 2  # both sessions
+    text = build_report(result.out, tmp_path / "report.html").read_text()
+    assert 'class="failed"' in text and "no closer to the true expression than the sensor video" in text
 
 
 @pytest.mark.slow

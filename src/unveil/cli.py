@@ -373,6 +373,7 @@ def evaluate(
     over subjects; pixel and perceptual scores; figures."""
     from unveil.config import read_yaml_mapping, validate_config
     from unveil.data.manifest import load_manifest
+    from unveil.evaluate.fidelity import expression_lines
     from unveil.evaluate.protocol import EvaluateConfig, evaluate as run_evaluate
 
     options = read_yaml_mapping(config) if config else {}
@@ -386,6 +387,8 @@ def evaluate(
     typer.echo(f"Options: {result.summary['options']}")
     for made_by in result.summary.get("restorers", []):
         typer.echo(f"C made by: {made_by}")
+    for line in expression_lines(result.fidelity):
+        typer.echo(line)
     for name, values in result.summary.get("headline", {}).items():
         typer.echo(f"{name}: mean DTW " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     for metric, reason in result.skipped.items():

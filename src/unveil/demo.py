@@ -16,6 +16,7 @@ import pandas as pd
 
 from unveil.analysis.forest import train_forest
 from unveil.data.prepare import PrepareConfig, prepare
+from unveil.evaluate.fidelity import expression_lines
 from unveil.evaluate.protocol import EvaluateConfig, evaluate
 from unveil.evaluate.report import build_report
 from unveil.files import ensure_dir
@@ -111,6 +112,7 @@ def run_demo(out: str | os.PathLike[str] = "demo-output", progress: bool = True)
     result = evaluate(protocol, folder / "evaluation", folder / "restored", config, progress=progress)
     lines.append(f"evaluate: {len(result.pairs)} series pairs in {time.perf_counter() - start:.0f} s "
                  f"({result.summary['options']})")
+    lines.extend(f"  {line}" for line in expression_lines(result.fidelity))
     for name, values in result.summary.get("headline", {}).items():
         lines.append(f"  {name}: mean DTW " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     skipped = ", ".join(result.skipped)

@@ -26,6 +26,7 @@ from unveil.analysis.forest import LandmarkForest
 from unveil.config import Config
 from unveil.data.manifest import Manifest, Recording
 from unveil.errors import UnveilError
+from unveil.evaluate.fidelity import Fidelity, FidelityOptions, expression_fidelity
 from unveil.files import ensure_dir, write_text_atomic
 from unveil.metrics.series import SeriesOptions, compare_series
 from unveil.restore import restorers_of
@@ -58,12 +59,26 @@ class EvaluateConfig(Config):
     lpips_weights: str | None = None
     lpips_net: Literal["alex", "vgg"] = "alex"
     fid_weights: str | None = None
+    calibration: Literal["subject", "pooled", "none"] = Field(
+        default="subject", description="Expression fidelity: how AU outputs are put on the truth's intensity scale "
+                                       "(an affine map fitted on the normal recordings).")
+    fidelity_error: Literal["mse", "mae"] = Field(default="mse", description="Expression fidelity's error: "
+                                                  "squared (the calibration's criterion) or absolute.")
+    bootstrap: int = Field(default=1000, ge=50, description="Bootstrap resamples of the fidelity intervals.")
+    block_seconds: float = Field(default=2.0, gt=0, description="Consecutive frames resampled together.")
+    spurious: float = Field(default=0.15, gt=0, description="C's mean of a signal above G's by this much: an "
+                                                            "expression the hidden face does not hold (flagged).")
     figure_signal: str = Field(default="AU12", description="The AU plotted over time (like Fig. 6).")
     figure_emotion: str = Field(default="happiness", description="The emotion plotted over time (like Fig. 7).")
 
-    def series_options(self) -> SeriesOptions:
-        return SeriesOptions(self.normalise, self.window, self.max_shift_seconds, self.min_overlap,
+    def series_options(self, normalise: str | None = None) -> SeriesOptions:
+        return SeriesOptions(normalise or self.normalise, self.window, self.max_shift_seconds, self.min_overlap,
                              self.mape_denominator)
+
+    def fidelity_options(self) -> FidelityOptions:
+        return FidelityOptions(calibration=self.calibration, error=self.fidelity_error, exclude=tuple(self.exclude),
+                               resamples=self.bootstrap,
+                               block_seconds=self.block_seconds, spurious=self.spurious)
 
 
 @dataclass
@@ -75,6 +90,7 @@ class Evaluation:
     images: pd.DataFrame
     summary: dict
     skipped: dict[str, str] = field(default_factory=dict)
+    fidelity: dict[str, Fidelity] = field(default_factory=dict)  # per analyzer, where the truth is known
 
 
 # -- the recordings of the protocol --------------------------------------------------------------------------
@@ -238,18 +254,20 @@ def protocol_pairs(manifest: Manifest, available: set[str]) -> list[tuple[str, s
     return [p for p in pairs if p[1] in available and p[2] in available]
 
 
-def compare_pair(a: pd.DataFrame, b: pd.DataFrame, signals: list[str], fps: float, config: EvaluateConfig
-                 ) -> dict[str, float]:
-    """Mean DTW and MAPE over ``signals`` of two time-series tables (NaN when either analysis failed)."""
+def compare_pair(a: pd.DataFrame, b: pd.DataFrame, signals: list[str], fps: float, config: EvaluateConfig,
+                 options: SeriesOptions | None = None) -> dict[str, float]:
+    """Mean DTW and MAPE over ``signals`` of two time-series tables (NaN when either analysis failed), and each
+    signal's own DTW as ``dtw:<signal>`` (so that one signal cannot hide behind the mean)."""
     found = (float(a["face_found"].mean()), float(b["face_found"].mean()))
     row = {"found_reference": found[0], "found_other": found[1]}
     if min(found) < config.min_found:
         return {**row, "dtw": np.nan, "mape": np.nan, "shift_s": np.nan}
-    results = [compare_series(a[s].to_numpy(), b[s].to_numpy(), fps / config.every, config.series_options())
-               for s in signals]
+    options = options or config.series_options()
+    results = [compare_series(a[s].to_numpy(), b[s].to_numpy(), fps / config.every, options) for s in signals]
     with warnings.catch_warnings():  # a signal that is zero throughout has no MAPE: left out of the mean
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {**row, **{k: float(np.nanmean([r[k] for r in results])) for k in ("dtw", "mape", "shift_s")}}
+        means = {k: float(np.nanmean([r[k] for r in results])) for k in ("dtw", "mape", "shift_s")}
+    return {**row, **means, **{f"dtw:{s}": float(r["dtw"]) for s, r in zip(signals, results, strict=True)}}
 
 
 PAIR_ORDER = ("N1-N2", "N1-S1", "N1-C1", "N1-G1", "N2-S2", "N2-C2", "N2-G2", "G-S", "G-C")
@@ -336,6 +354,9 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     dlib_boxes = dlib_session_boxes(manifest) if {"dlib68", "forest", "fer"} & set(config.analyzers) else {}
     write_text_atomic(out / "boxes.json", json.dumps({f"{k[0]}/{k[1]}": v for k, v in dlib_boxes.items()}, indent=1))
     options = config.series_options()
+    # the configured comparison, and beside it the other one: z-scores take each analyzer's scale and offset away
+    normalisations = [config.normalise, *(n for n in ("none", "zscore") if n != config.normalise)]
+    fidelities: dict[str, Fidelity] = {}
     skipped: dict[str, str] = {}
     pair_rows = []
     series: dict[str, dict[str, pd.DataFrame]] = {}
@@ -348,14 +369,19 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
             boxes = analyzer_boxes(manifest, name, config, dlib_boxes)
             tables = analyse_all(media, name, ensure_dir(out / "timeseries" / name), config, boxes, progress)
         series[name] = tables
+        fidelity = expression_fidelity(name, manifest, tables, config.fidelity_options())
+        if fidelity is not None:
+            fidelities[name] = fidelity
         for label, ref_key, other_key, task, rec in protocol_pairs(manifest, set(tables)):
             a, b = tables[ref_key], tables[other_key]
             for group in SIGNAL_GROUPS:
                 signals = signal_group(a, group, config.exclude)
-                if signals:
-                    pair_rows.append({"analyzer": name, "signals": group, "subject": rec.subject, "task": task,
-                                      "pair": label, "reference": ref_key, "other": other_key,
-                                      **compare_pair(a, b, signals, rec.fps or 25.0, config)})
+                for normalise in normalisations:
+                    if signals:
+                        pair_rows.append({"analyzer": name, "signals": group, "normalise": normalise,
+                                          "subject": rec.subject, "task": task, "pair": label, "reference": ref_key,
+                                          "other": other_key, **compare_pair(a, b, signals, rec.fps or 25.0, config,
+                                                                             config.series_options(normalise))})
     pairs = pd.DataFrame(pair_rows)
     images = image_scores(manifest, restored_dir, config.image_every, progress)
     perceptual = perceptual_scores(manifest, media, config, skipped, progress)
@@ -368,17 +394,33 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     # (words, plotted signal, task of the over-time figure): emotions are shown on the emotion task (Fig. 7)
     what = {"au": ("AU", config.figure_signal, None),
             "emotion": ("emotion", config.figure_emotion, "emotion" if "emotion" in tasks else None)}
+    for name, fidelity in fidelities.items():
+        table = fidelity_table(fidelity)
+        _write_table(table, tables_dir / f"fidelity_{name}",
+                     f"Expression against the true AU intensities, analyzer {name}: {FIDELITY_CAPTION}")
+        summary.setdefault("fidelity", {})[name] = {**fidelity.summary(), "table": table.to_dict()}
+        fidelity.sessions.to_csv(tables_dir / f"fidelity_sessions_{name}.csv", index=False)
     for name in config.analyzers:
         for group in SIGNAL_GROUPS:
-            chosen = pairs[(pairs["analyzer"] == name) & (pairs["signals"] == group)] if len(pairs) else pairs
-            if chosen.empty:
+            every_variant = pairs[(pairs["analyzer"] == name) & (pairs["signals"] == group)] if len(pairs) else pairs
+            if every_variant.empty:
                 continue
             words, plotted, task = what[group]
-            table = format_table(chosen)
-            _write_table(table, tables_dir / f"{group}_{name}",
-                         f"{words[0].upper()}{words[1:]} time series, analyzer {name}: {options.describe()}. n/a: the "
-                         f"analyzer found a face in fewer than {config.min_found:.0%} of one video's frames.")
-            summary["tables"][f"{group}_{name}"] = table.to_dict()
+            for normalise in normalisations:
+                variant = every_variant[every_variant["normalise"] == normalise]
+                suffix = "" if normalise == config.normalise else f"_{normalise}"
+                described = config.series_options(normalise).describe()
+                table = format_table(variant)
+                _write_table(table, tables_dir / f"{group}_{name}{suffix}",
+                             f"{words[0].upper()}{words[1:]} time series, analyzer {name}: {described}. n/a: the "
+                             f"analyzer found a face in fewer than {config.min_found:.0%} of one video's frames.")
+                summary["tables"][f"{group}_{name}{suffix}"] = table.to_dict()
+            chosen = every_variant[every_variant["normalise"] == config.normalise]
+            per_signal = signal_table(chosen)
+            if len(per_signal):
+                _write_table(per_signal, tables_dir / f"{group}_{name}_signals",
+                             f"Mean DTW per signal over subjects and tasks, analyzer {name}: {options.describe()}")
+                summary["tables"][f"{group}_{name}_signals"] = per_signal.to_dict()
             summary.setdefault("headline", {})[name if group == "au" else f"{name} ({words}s)"] = headline(chosen)
             figures = [pair_bars(chosen, figures_dir / f"dtw_{group}_{name}.png",
                                  f"DTW of the {words} time series ({name})"),
@@ -402,7 +444,54 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     if len(images):
         images.to_csv(tables_dir / "image_frames.csv", index=False)
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1, default=_json_default))
-    return Evaluation(out, pairs, images, summary, skipped)
+    return Evaluation(out, pairs, images, summary, skipped, fidelities)
+
+
+FIDELITY_CAPTION = ("MAE / MSE against the truth after an affine map per AU fitted on the normal recordings; "
+                    "recovery counts the squared error (MSE) capped at the error of the best constant guess (floor; "
+                    "emotions: accuracy, floor the majority class); r: correlation with the truth; recovered = (err S - "
+                    "err C) / (err S - err G), with its bootstrap interval over subjects and blocks of frames; blank "
+                    "where the sensors do not hurt that AU.")
+
+
+def fidelity_table(fidelity: Fidelity) -> pd.DataFrame:
+    """Per AU and overall: MAE of S, C, G against the truth, the floor, correlations and expression recovered."""
+    def ratio(value: float, low: float, high: float) -> str:
+        if not np.isfinite(value):
+            return ""
+        return f"{value:.0%} [{low:.0%}, {high:.0%}]" if np.isfinite(low) else f"{value:.0%}"
+
+    o, e = fidelity.overall, fidelity.emotion
+    error = o.get("error", "mse").upper()
+    rows = {}
+    for row in fidelity.aus.itertuples():
+        rows[row.au] = {**{f"MAE {k}": f"{getattr(row, f'mae_{k}'):.3f}" for k in "SCG"},
+                        **{f"r {k}": f"{getattr(row, f'r_{k}'):.2f}" for k in "SCG"},
+                        **{f"{error} {k}": f"{getattr(row, f'err_{k}'):.4f}" for k in "SCG"},
+                        "floor": f"{row.floor:.4f}", "recovered": ratio(row.recovered, row.low, row.high)}
+    if o:  # the mean over AUs of the capped errors
+        rows["all AUs (capped)"] = {**{f"{error} {k}": f"{o[f'err_{k}']:.4f}" for k in "SCG"},
+                                    "floor": f"{o['floor']:.4f}", "recovered": ratio(o["recovered"], o["low"], o["high"])}
+    if e:
+        rows["emotion accuracy"] = {**{f"{error} {k}": f"{e[f'acc_{k}']:.0%}" for k in "SCG"},
+                                    "floor": f"{e['majority']:.0%}", "recovered": ratio(e["recovered"], e["low"], e["high"])}
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("")
+
+
+def signal_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Mean DTW of every signal (rows) for the N1-N2, N-S, N-C and N-G pairs (a subject's tasks averaged first)."""
+    columns = [c for c in pairs.columns if c.startswith("dtw:")]
+    if pairs.empty or not columns:
+        return pd.DataFrame()
+    groups = {"N1-N2": ["N1-N2"], "N-S": ["N1-S1", "N2-S2"], "N-C": ["N1-C1", "N2-C2"], "N-G": ["N1-G1", "N2-G2"]}
+    table = {}
+    for name, labels in groups.items():
+        chosen = pairs[pairs["pair"].isin(labels)]
+        if len(chosen):
+            table[name] = chosen.groupby("subject")[columns].mean().mean().map(lambda v: f"{v:.3f}")
+    result = pd.DataFrame(table)
+    result.index = [c.removeprefix("dtw:") for c in result.index]
+    return result
 
 
 def headline(pairs: pd.DataFrame) -> dict[str, float]:

@@ -20,7 +20,7 @@ h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left;font-weight:600}
 .note{color:#555;font-size:.85rem}.skipped{color:#8a4b00}img{max-width:100%;border:1px solid #eee;margin:.4rem 0}
-.headline td{font-size:1rem}
+.headline td{font-size:1rem}.failed{color:#b00020;font-weight:600}.recovered{font-size:1.1rem}
 """
 
 TABLE_TITLES = {
@@ -32,9 +32,13 @@ TABLE_TITLES = {
 def _series_caption(name: str) -> str:
     """'au_dlib68' -> the AU table's title (seed 000 Table 2); 'emotion_cnn' -> the emotion one (Table 3)."""
     group, _, analyzer = name.partition("_")
-    if group == "emotion":
-        return f"Emotion time series, analyzer {analyzer} (seed 000 Table 3: mean ± std over subjects)"
-    return f"AU time series, analyzer {analyzer} (seed 000 Table 2: mean ± std over subjects)"
+    analyzer, _, variant = analyzer.partition("_")
+    words = "Emotion" if group == "emotion" else "AU"
+    if variant == "signals":
+        return f"{words} time series, analyzer {analyzer}: mean DTW of every signal (no mean hides one)"
+    table = "Table 3" if group == "emotion" else "Table 2"
+    extra = {"zscore": ", z-normalised series", "none": ", raw series"}.get(variant, "")
+    return f"{words} time series, analyzer {analyzer}{extra} (seed 000 {table}: mean ± std over subjects)"
 
 
 def _image(path: Path, alt: str) -> str:
@@ -54,6 +58,47 @@ def _table(cells: dict[str, dict[str, str]]) -> str:
                    "".join(f"<td>{html.escape(str(cells[c].get(r, '')))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _percent(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None or value != value:  # NaN: the sensors did not hurt, nothing to recover
+        return "n/a"
+    return f"{value:.0%}" + (f" [{low:.0%}, {high:.0%}]" if low is not None and low == low else "")
+
+
+def _fidelity_section(fidelity: dict) -> list[str]:
+    """Expression recovered per analyzer, its per-AU table, and in red every failed session and every expression
+    that C holds and the hidden face does not."""
+    if not fidelity:
+        return []
+    parts = ["<h2>Expression against the hidden truth</h2>",
+             '<p class="note">How well each analyzer reads the true per-frame AU intensities (and the emotion shown) '
+             "from the sensor video S, the restored video C and the hidden clean video G. Expression recovered = "
+             "(err S - err C) / (err S - err G): 100 % reads like the hidden face, 0 % no better than the sensors. "
+             "Errors are capped at the best constant guess (floor), so a constant face earns nothing.</p>"]
+    for name, result in fidelity.items():
+        overall, emotion = result.get("overall", {}), result.get("emotion", {})
+        level = overall.get("level", emotion.get("level", 0.95))
+        line = [f"AUs {_percent(overall.get('recovered'), overall.get('low'), overall.get('high'))}"] if overall else []
+        if emotion:
+            line.append(f"emotions {_percent(emotion.get('recovered'), emotion.get('low'), emotion.get('high'))} "
+                        f"(accuracy S {emotion['acc_S']:.0%}, C {emotion['acc_C']:.0%}, G {emotion['acc_G']:.0%})")
+        parts.append(f'<h3>{html.escape(name)}</h3><p class="recovered">Expression recovered: '
+                     f'{html.escape("; ".join(line))} <span class="note">({level:.0%} intervals over '
+                     f'{overall.get("subjects", "?")} subjects, {overall.get("frames", "?")} frames)</span></p>')
+        for row in result.get("sessions", []):
+            if row.get("failed"):
+                parts.append(f'<p class="failed">Failed restoration, subject {html.escape(str(row["subject"]))} '
+                             f'session {html.escape(str(row["session"]))}: C is no closer to the true expression '
+                             f'than the sensor video (error S {row["err_S"]:.3f}, C {row["err_C"]:.3f}, '
+                             f'G {row["err_G"]:.3f}).</p>')
+        for row in result.get("spurious", []):
+            parts.append(f'<p class="failed">Expression the hidden face does not hold: {html.escape(row["recording"])}'
+                         f' reads {html.escape(row["signal"])} {row["mean_C"]:.2f} on average in C, '
+                         f'{row["mean_G"]:.2f} in G.</p>')
+        if result.get("table"):
+            parts.append(_table(result["table"]))
+    return parts
 
 
 def find_evaluation(run_dir: Path) -> Path:
@@ -79,6 +124,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
              f'{metrics.get("min_found", 0.5):.0%} of one video\'s frames (a failed analysis, not a distance).</p>']
     made_by = metrics.get("restorers") or ["not recorded (restored videos without restorers.json)"]
     parts.append('<p class="note">C (restored) made by: ' + "; ".join(html.escape(m) for m in made_by) + ".</p>")
+    parts.extend(_fidelity_section(metrics.get("fidelity", {})))
     headline = metrics.get("headline", {})
     if headline:
         parts.append("<h2>Headline: mean DTW of the AU (and emotion) time series</h2>")
