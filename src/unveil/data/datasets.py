@@ -144,14 +144,16 @@ class SeededDataset(Dataset):
 
 class UnpairedDataset(SeededDataset):
     """Domain A and domain B images without correspondence (CycleGAN). Item ``i`` is A[i mod |A|] and a random
-    B, or B[i mod |B|] with ``serial`` (the reference code's ``serial_batches``); the length is max(|A|, |B|)."""
+    B, or B[i mod |B|] with ``serial`` (the reference code's ``serial_batches``); the length is max(|A|, |B|).
+    ``labels`` (see :func:`row_labels`) add A's ``emotion`` and ``aus``."""
 
     def __init__(self, root: Path, domain_a: pd.DataFrame, domain_b: pd.DataFrame, augment: Augment,
-                 seed: int = 0, serial: bool = False) -> None:
+                 seed: int = 0, serial: bool = False, labels: dict[str, np.ndarray] | None = None) -> None:
         if len(domain_a) == 0 or len(domain_b) == 0:
             raise UnveilError(f"Both domains need images; found {len(domain_a)} in A and {len(domain_b)} in B.")
         self.root, self.augment, self.seed, self.serial = root, augment, seed, serial
         self.a, self.b = domain_a["image"].tolist(), domain_b["image"].tolist()
+        self.labels = labels or {}  # of the A images (see row_labels)
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
@@ -162,13 +164,19 @@ class UnpairedDataset(SeededDataset):
         path_b = self.b[index % len(self.b)] if self.serial else self.b[rng.randrange(len(self.b))]
         (image_a,) = self.augment([load_image(self.root / path_a)], rng)
         (image_b,) = self.augment([load_image(self.root / path_b)], rng)
-        return {"A": to_tensor(image_a), "B": to_tensor(image_b), "A_path": path_a, "B_path": path_b}
+        item: dict[str, torch.Tensor | str] = {"A": to_tensor(image_a), "B": to_tensor(image_b), "A_path": path_a,
+                                               "B_path": path_b}
+        for key, values in self.labels.items():
+            item[key] = torch.tensor(values[index % len(self.a)])
+        return item
 
 
 class PairedDataset(SeededDataset):
-    """Occluded image ``A``, its clean twin ``B`` and the occluder ``mask`` (1 = hidden), identically augmented."""
+    """Occluded image ``A``, its clean twin ``B`` and the occluder ``mask`` (1 = hidden), identically augmented;
+    ``labels`` (see :func:`row_labels`) add the face's ``emotion`` and ``aus`` to every item."""
 
-    def __init__(self, root: Path, samples: pd.DataFrame, augment: Augment, seed: int = 0, swap: bool = False) -> None:
+    def __init__(self, root: Path, samples: pd.DataFrame, augment: Augment, seed: int = 0, swap: bool = False,
+                 labels: dict[str, np.ndarray] | None = None) -> None:
         missing = [c for c in ("image", "clean") if c not in samples.columns or samples[c].isna().any()]
         if missing or len(samples) == 0:
             raise UnveilError("Paired training needs occluded samples with clean twins (the 'clean' column of "
@@ -176,6 +184,7 @@ class PairedDataset(SeededDataset):
                               "or use the triplets of 'unveil occlude --format png'.")
         self.root, self.rows, self.augment, self.seed = root, samples.reset_index(drop=True), augment, seed
         self.swap = swap  # B (clean) is the input and A the target: the reference's direction BtoA
+        self.labels = labels or {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -191,11 +200,45 @@ class PairedDataset(SeededDataset):
         item: dict[str, torch.Tensor | str] = {"A": to_tensor(out[first]), "B": to_tensor(out[second]),
                                                "A_path": row["image"]}
         item["mask"] = to_tensor(out[2]) if has_mask else torch.zeros(1, *out[0].shape[:2])
+        for key, values in self.labels.items():
+            item[key] = torch.tensor(values[index])
         return item
 
 
 #: Emotion index of a frame without one (torch cross-entropy's default ``ignore_index``).
 IGNORE = -100
+
+
+def emotion_names(table: pd.DataFrame, tasks: Sequence[str] = ("emotion",),
+                  classes: Sequence[str] | None = None) -> pd.Series:
+    """The emotion each row shows, or None: its ``emotion`` column (labelled photos, see ``unveil prepare`` of a
+    labelled folder) where present, else the ``event`` of rows of an emotion task (the benchmark); with
+    ``classes``, names outside them are None too."""
+    names = pd.Series([None] * len(table), index=table.index, dtype=object)
+    if "emotion" in table.columns:
+        names = table["emotion"].where(table["emotion"].notna() & (table["emotion"] != ""), None).astype(object)
+    if "event" in table.columns and "task" in table.columns:
+        from_events = table["event"].where(table["task"].isin(list(tasks)), None)
+        names = names.where(names.notna(), from_events)
+    if classes is not None:
+        names = names.where(names.isin(list(classes)), None)
+    return names
+
+
+def au_label_columns(table: pd.DataFrame) -> list[str]:
+    """The AU columns (``AU01`` ...) that carry labels varying over ``table``."""
+    columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    return [c for c in columns if table[c].notna().any() and float(table[c].std()) > 0]
+
+
+def row_labels(table: pd.DataFrame, emotions: Sequence[str], aus: Sequence[str], tasks: Sequence[str] = ("emotion",)
+               ) -> dict[str, np.ndarray]:
+    """Per-row label arrays for dataset items: ``emotion`` (index into ``emotions``, IGNORE where none) and
+    ``aus`` (intensities in ``aus`` order, NaN where unknown)."""
+    names = emotion_names(table, tasks, emotions)
+    emotion = np.array([list(emotions).index(e) if isinstance(e, str) else IGNORE for e in names], np.int64)
+    values = (table[list(aus)].to_numpy(np.float32) if aus else np.zeros((len(table), 0), np.float32))
+    return {"emotion": emotion, "aus": values}
 
 
 class LabelledDataset(SeededDataset):

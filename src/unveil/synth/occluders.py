@@ -190,6 +190,103 @@ class SEMG:
             paint.ellipse(centre, (0.09 * s, 0.028 * s), angle + np.degrees(pose.roll), (248, 248, 244))
 
 
+#: Every colour the benchmark's sensor renderer draws (electrode patch, snap, red and white cable, swab).
+BENCHMARK_SENSOR_COLOURS = np.array([(238, 236, 230), (95, 95, 100), _RED, _WHITE, (248, 248, 244)], dtype=float)
+
+
+def held_out_colour(rng: np.random.Generator, distance: float = 80.0) -> np.ndarray:
+    """A random RGB colour at least ``distance`` away from every colour of the benchmark's sensors, and not a light
+    grey or white (so a held-out look never shows white patches or red / white cables)."""
+    while True:
+        colour = rng.uniform(0, 255, 3)
+        near = np.linalg.norm(BENCHMARK_SENSOR_COLOURS - colour, axis=1).min() < distance
+        if not near and not (colour.min() > 160 and np.ptp(colour) < 60):
+            return colour
+
+
+class RandomSensors:
+    """Electrodes and cables in looks the benchmark never draws, to train restorers whose test sensors they have
+    not seen: 8-62 electrodes (discs, squares or ellipses of one random size) at random, sometimes mirrored, sites
+    on the face, in colours away from the benchmark's white patches, with cables of one to three other colours
+    leaving up, sideways or down, and a few tapes; no white patches, no red or white cables, no swabs."""
+
+    name = "sensors"
+
+    def __init__(self, identity: Identity, rng: np.random.Generator) -> None:
+        from matplotlib.path import Path as Polygon
+
+        from unveil.synth.render import face_outline  # local: render imports nothing from here
+
+        n = int(rng.integers(8, 63))
+        face = Polygon(face_outline(identity, identity.shape))
+        candidates = rng.uniform([-0.8, -0.8], [0.8, 1.1], (8 * n, 2))
+        inside = candidates[face.contains_points(candidates)]
+        if rng.uniform() < 0.5:  # a mirrored layout, as most EMG montages are
+            right = inside[inside[:, 0] < -0.05][: (n + 1) // 2]
+            sites = np.concatenate([right, right * [-1, 1]])
+        else:
+            sites = inside[:n]
+        self.sites = sites
+        self.move_sites = _follow_skin(sites, identity.shape)
+        self.shape = str(rng.choice(["disc", "square", "ellipse"]))
+        self.radius = rng.uniform(0.035, 0.085)
+        self.angle = rng.uniform(0, 180)
+        self.colour = held_out_colour(rng)
+        self.snap = held_out_colour(rng) if rng.uniform() < 0.6 else None
+        self.cable_colours = [held_out_colour(rng) for _ in range(int(rng.integers(1, 4)))]
+        self.cable_of = rng.integers(0, len(self.cable_colours), len(sites))
+        self.cable_width = rng.uniform(0.02, 0.06)
+        self.has_cables = bool(rng.uniform() < 0.85)
+        exit_side = str(rng.choice(["up", "sides", "down", "mixed"]))
+        routes = []
+        for x, y in sites:
+            side = exit_side if exit_side != "mixed" else str(rng.choice(["up", "sides", "down"]))
+            sign = 1.0 if x >= 0 else -1.0
+            if side == "up":
+                end = [x * 1.3 + rng.normal(0, 0.1), -1.9]
+            elif side == "sides":
+                end = [sign * 1.7, y + rng.uniform(0.0, 0.9)]
+            else:
+                end = [x * 1.4 + rng.normal(0, 0.1), 2.5]
+            bend = (np.array([x, y]) + end) / 2 + rng.normal(0, 0.08, 2)
+            routes.append([bend, end])
+        self.routes = np.array(routes).reshape(len(sites), 2, 2)
+        n_tapes = int(rng.integers(0, 5)) if len(sites) else 0
+        self.tapes = [(sites[int(rng.integers(len(sites)))] + rng.normal(0, 0.12, 2), rng.uniform(0.05, 0.15),
+                       rng.uniform(0.02, 0.06), rng.uniform(0, 180), held_out_colour(rng)) for _ in range(n_tapes)]
+
+    def _electrode(self, centre: np.ndarray, size: float, roll: float) -> np.ndarray:
+        """The outline of one square or elliptic electrode around ``centre`` (image pixels)."""
+        a = np.radians(self.angle) + roll
+        t = np.linspace(0, 2 * np.pi, 4 if self.shape == "square" else 20, endpoint=False) + np.pi / 4
+        local = np.stack([np.cos(t), np.sin(t) * (0.6 if self.shape == "ellipse" else 1.0)], axis=1) * size
+        if self.shape == "square":
+            local = local / np.sqrt(2) * 1.6
+        return local @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + centre
+
+    def draw(self, paint: Paint, frame: FaceFrame) -> None:
+        if not len(self.sites):
+            return
+        pose, s = frame.pose, frame.pose.scale
+        sites = pose.apply(self.move_sites(frame.shape))
+        if self.has_cables:
+            cables = np.concatenate([sites[:, None, :], pose.apply(self.routes)], axis=1)
+            for k, colour in enumerate(self.cable_colours):
+                paint.lines(cables[self.cable_of == k], colour, max(self.cable_width * s, 1.0))
+        for centre, length, width, angle, colour in self.tapes:
+            a = np.radians(angle)  # canonical units: the pose adds the head's roll
+            corners = np.array([[-length, -width], [length, -width], [length, width], [-length, width]]) / 2
+            corners = corners @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + centre
+            paint.polygon(pose.apply(corners), colour)
+        if self.shape == "disc":
+            paint.discs(sites, self.radius * s, self.colour)
+        else:
+            for centre in sites:
+                paint.polygon(self._electrode(centre, self.radius * s, pose.roll), self.colour)
+        if self.snap is not None:
+            paint.discs(sites, self.radius * s * 0.35, self.snap)
+
+
 class SurgicalMask:
     """A pleated surgical (or cloth) mask over nose, mouth and chin, stretched by the jaw, with ear loops."""
 
@@ -279,6 +376,15 @@ class Hand:
             target = np.array(self.TARGETS[rng.choice(list(self.TARGETS))]) + rng.normal(0, 0.05, 2)
             self.passes.append((start, int(enter * fps), end, target, rng.uniform(-35, 35), rng.uniform(0.95, 1.2)))
             t += 2 * enter + stay + rng.uniform(2.0, 6.0)
+
+    @classmethod
+    def still(cls, identity: Identity, rng: np.random.Generator) -> Hand:
+        """A hand resting over a random target in every frame (a photo, or one frame of a synthesised pair)."""
+        hand = cls(identity, rng, n_frames=0, fps=1.0)
+        target = np.array(cls.TARGETS[rng.choice(list(cls.TARGETS))]) + rng.normal(0, 0.05, 2)
+        # Far from both ramps: the hand is fully in place from frame 0 on.
+        hand.passes = [(-10**6, 1, 10**6, target, rng.uniform(-35, 35), rng.uniform(0.95, 1.2))]
+        return hand
 
     def _placement(self, index: int) -> tuple[np.ndarray, float, float] | None:
         for start, ramp, end, target, angle, size in self.passes:
