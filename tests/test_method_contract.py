@@ -35,6 +35,9 @@ TESTS = Path(__file__).resolve().parent
 TINY_MODELS: dict[str, dict[str, Any]] = {
     "cyclegan": {"ngf": 4, "ndf": 4, "netG": "resnet_6blocks"},
     "pix2pix": {"ngf": 4, "ndf": 4, "netG": "resnet_6blocks", "norm": "instance", "no_dropout": True},
+    # every part at once: pairs drawn on the clean frames, the predicted mask, L_expr (fer judge) and the hybrid term
+    "deoccluder": {"ngf": 4, "ndf": 4, "netG": "resnet_6blocks", "mask_width": 4, "pairs": "synthesized",
+                   "per_image": 2, "lambda_expr": 1.0, "expr_target": "clean", "lambda_hybrid": 0.5},
     "classifier": {"width": 4, "norm": "group", "dropout": 0.0},
     "toy": {"width": 4},
 }

@@ -47,7 +47,8 @@ def test_losses_in_closed_form() -> None:
     assert float(model.l1(fake, real, mask)) == pytest.approx((3.0 * 0.2 + 0.5 * 0.4) / 2)
     assert float(model.l1(fake, real, None)) == pytest.approx(0.3)
     batch = {"A": torch.zeros(2, 3, 32, 32), "B": torch.zeros(2, 3, 32, 32), "mask": torch.zeros(2, 1, 32, 32)}
-    parts, fake_b = model.generator_losses(batch)
+    parts, result = model.generator_losses(batch)
+    fake_b = result.out
     assert float(parts["G_GAN"]) == pytest.approx(math.log(2))
     assert float(parts["G_L1"].detach()) == pytest.approx(100 * 0.5 * float(fake_b.detach().abs().mean()), rel=1e-5)
     d = model.discriminator_loss(batch, fake_b)

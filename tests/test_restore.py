@@ -71,7 +71,7 @@ def test_compositing_is_the_whole_frame_blend(checkpoint: Path, tmp_path: Path, 
     """Restore blends only the box's footprint; the result equals blending every pixel of the frame."""
     image, hidden = _noise_and_mask(tmp_path, 3, 120, slice(20, 60), slice(5, 70))  # reaches outside the face box
     restore(checkpoint, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite=mode,
-            mask=tmp_path / "mask.png", progress=False)
+            mask=tmp_path / "mask.png", outside="keep", progress=False)  # the blend alone, no inpainting
     out = cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB)
 
     restorer = load_restorer(checkpoint, device="cpu")

@@ -29,6 +29,36 @@ from unveil.progress import progress_bar
 from unveil.restorers import FrameContext, Restorer
 
 Composite = Literal["none", "mask", "difference"]
+Outside = Literal["inpaint", "keep"]
+
+
+def frame_occlusion(restorer: Restorer, image: np.ndarray, transform: CropTransform,
+                    hidden: np.ndarray | None) -> np.ndarray | None:
+    """Where the occluder is in the whole frame (bool), beyond the face box too: the given mask, else the
+    restorer's segmentation network run on the frame scaled as the crop is; None when neither exists."""
+    if hidden is not None:
+        return hidden > 127
+    if not getattr(restorer, "segments", False):
+        return None
+    height, width = image.shape[:2]
+    scale = restorer.size / transform.box.w
+    small = cv2.resize(image, (max(8, round(width * scale)), max(8, round(height * scale))),
+                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    mask = restorer.segment(small)  # type: ignore[attr-defined]
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+
+
+def fill_outside(frame: np.ndarray, occluded: np.ndarray, box_weight: np.ndarray, grow: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Occluder pixels the restored face box does not cover (cables down the neck, over the hair; the box's
+    feathered seam) filled from their surroundings by OpenCV's Telea inpainting, the mask grown by ``grow`` pixels
+    for codec bleed. Returns the frame and the filled pixels (bool)."""
+    residual = (occluded & (box_weight < 0.99)).astype(np.uint8)
+    if not residual.any():
+        return frame, residual.astype(bool)
+    if grow:
+        residual = cv2.dilate(residual, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    return cv2.inpaint(frame, residual, 3, cv2.INPAINT_TELEA), residual.astype(bool)
 
 
 def occlusion_from_difference(crop: np.ndarray, restored: np.ndarray, threshold: float = 0.12,
@@ -58,7 +88,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
             crop: Literal["fixed", "track", "none"] = "fixed", box: tuple[float, float, float, float] | None = None,
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
             side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
-            device: str = "auto", feather: float = 0.06, progress: bool = True) -> RestoreResult:
+            device: str = "auto", feather: float = 0.06, outside: Outside = "inpaint", progress: bool = True
+            ) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind) with
     ``checkpoint`` (a checkpoint of any restoring method, or a loaded :class:`~unveil.restorers.Restorer`).
 
@@ -67,7 +98,9 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     restorer's pixels only where ``mask`` (same frames, 255 = occluded) says so; ``difference`` only where the
     restorer changed the crop by more than ``threshold``. ``mask_out`` also writes, per frame, the share of each
     pixel that comes from the restorer (255) rather than the input (0): a PNG for an image input, else a lossless
-    .mkv or a folder of PNGs.
+    .mkv or a folder of PNGs. ``outside``: where the occluder reaches beyond the face box (known from the given
+    ``mask``, or from the restorer's segmentation network run on the whole frame), ``inpaint`` fills those pixels
+    from their surroundings (:func:`fill_outside`); ``keep`` leaves them.
     """
     src, target = Path(source), Path(out)
     if not src.exists():
@@ -117,6 +150,11 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
         for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops, contexts), strict=True):
             result, weight = _composite(image, transform, crop, output, hidden, composite, threshold, feather, shares,
                                         share_map=mask_target is not None)
+            occluded = frame_occlusion(restorer, image, transform, hidden) if outside == "inpaint" else None
+            if occluded is not None:
+                result, filled = fill_outside(result, occluded, transform.paste_weight(*image.shape[:2], feather))
+                if weight is not None:
+                    weight = np.where(filled, 1.0, weight).astype(np.float32)
             frame = np.concatenate([image, result], axis=1) if side_by_side else result
             share = None if weight is None else np.rint(weight * 255).astype(np.uint8)
             if writer is not None:
@@ -219,7 +257,8 @@ def restorers_of(folder: str | os.PathLike[str] | None) -> dict[str, str]:
 
 def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.PathLike[str],  # noqa: ANN001
                        samples: str | os.PathLike[str] | None = None, *, composite: Composite = "none",
-                       device: str = "auto", resume: bool = False, progress: bool = True) -> dict[str, Path]:
+                       outside: Outside = "inpaint", device: str = "auto", resume: bool = False, progress: bool = True
+                       ) -> dict[str, Path]:
     """Restore every occluded recording of ``manifest`` with its subject's model into ``out/<recording id>.mp4``
     (the C videos of seed 000's protocol). The face box of each recording is the one ``unveil prepare`` used
     (``samples``), else the session's box estimated from its normal recordings. ``resume`` keeps outputs that
@@ -245,7 +284,7 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
                 result = restore(loaded[checkpoint], manifest.resolve(rec.media), target,
                                  box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
                                  mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
-                                 progress=False)
+                                 outside=outside, progress=False)
                 made_by[rec.id] = result.restorer + (f", composite {composite}" if composite != "none" else "")
                 write_text_atomic(folder / RESTORERS_FILE, json.dumps(made_by, indent=1))
             outputs[rec.id] = target

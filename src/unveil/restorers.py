@@ -105,3 +105,65 @@ class GeneratorRestorer:
         params = sum(p.numel() for p in self.generator.parameters())
         return f"{self.method} ({type(self.generator).__name__}, {params / 1e6:.2f} M parameters, {self.size} px)" + (
             f" from {self.source}" if self.source else "")
+
+
+@dataclass
+class MaskAwareRestorer:
+    """A mask-aware generator (:class:`unveil.methods.paired.MaskAwareGenerator`): the mask comes from each crop's
+    context (given) or from its segmentation network (predicted), and the output is composited into the visible
+    pixels. ``last_masks`` holds the masks of the latest call (float in [0, 1], crop coordinates)."""
+
+    generator: nn.Module  # a MaskAwareGenerator
+    size: int
+    device: torch.device
+    method: str
+    source: str = ""
+    last_masks: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.generator.to(self.device).eval()
+
+    @torch.no_grad()
+    def __call__(self, crops: Sequence[np.ndarray], contexts: Sequence[FrameContext] | None = None
+                 ) -> list[np.ndarray]:
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device)
+        given = None
+        if self.generator.mask_input == "given":
+            masks = [c.mask for c in contexts or []]
+            if len(masks) != len(crops) or any(m is None for m in masks):
+                from unveil.errors import UnveilError
+
+                raise UnveilError(f"The {self.method} restorer takes the occluder mask as input; give it with --mask.")
+            given = torch.from_numpy(np.stack(masks)).float()[:, None].to(self.device)
+        from unveil.methods.paired import restore_as_inference
+
+        result = restore_as_inference(self.generator, x, given)  # a batch-normed G: each crop alone
+        self.last_masks = ([] if result.mask is None else
+                           list(result.mask[:, 0].float().cpu().numpy()))
+        return list(result.out.clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+
+    @property
+    def segments(self) -> bool:
+        """Whether :meth:`segment` can find occluders (the mask is predicted, not given)."""
+        return self.generator.M is not None
+
+    @torch.no_grad()
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """The segmentation network's occluder mask (float in [0, 1]) of an RGB image of any size, e.g. a whole
+        frame scaled so that the face has the size the network was trained at."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+        return torch.sigmoid(self.generator.M(x.to(self.device)).float())[0, 0].cpu().numpy()
+
+    def reset(self) -> None:
+        self.last_masks = []
+
+    def describe(self) -> str:
+        g = self.generator
+        params = sum(p.numel() for p in g.G.parameters())
+        masks = {"none": "no mask", "given": "masks given"}
+        if g.M is not None:
+            masks["predicted"] = (f"masks predicted by its segmentation network "
+                                  f"({sum(p.numel() for p in g.M.parameters()) / 1e6:.2f} M)")
+        composite = ", composited into the visible pixels" if g.composite and g.mask_input != "none" else ""
+        return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "
+                f"{masks[g.mask_input]}{composite})" + (f" from {self.source}" if self.source else ""))

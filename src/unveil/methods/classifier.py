@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from unveil.config import Config
-from unveil.data.datasets import IGNORE, Augment, LabelledDataset, select, to_tensor
+from unveil.data.datasets import IGNORE, Augment, LabelledDataset, au_label_columns, emotion_names, select, to_tensor
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS
 from unveil.methods.registry import MethodSpec, register
@@ -128,22 +128,18 @@ def _load_weights(path: str) -> dict[str, torch.Tensor]:
 
 
 def emotion_labels(table: pd.DataFrame, config: ClassifierConfig) -> pd.Series:
-    """The emotion class name of each row, or None: the ``event`` of rows of an emotion task, when a class."""
-    if "event" not in table.columns or "task" not in table.columns:
-        return pd.Series([None] * len(table), index=table.index, dtype=object)
-    usable = table["task"].isin(config.emotion_tasks) & table["event"].isin(config.emotions)
-    return table["event"].where(usable, None)
+    """The emotion class name of each row, or None (see :func:`unveil.data.datasets.emotion_names`)."""
+    return emotion_names(table, config.emotion_tasks, config.emotions)
 
 
 def resolve_aus(table: pd.DataFrame, config: ClassifierConfig) -> list[str]:
     """The AU columns to regress: the configured ones (checked), else every AU column that varies."""
-    columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
     if config.aus is not None:
-        absent = [a for a in config.aus if a not in columns]
+        absent = [a for a in config.aus if a not in table.columns]
         if absent:
             raise UnveilError(f"samples.parquet has no AU column {', '.join(absent)}.")
         return list(config.aus)
-    return [c for c in columns if table[c].notna().any() and float(table[c].std()) > 0]
+    return au_label_columns(table)
 
 
 class ClassifierMethod(MethodBase):
@@ -167,7 +163,8 @@ class ClassifierMethod(MethodBase):
             raise UnveilError(f"AU labels must be intensities in [0, 1]; {', '.join(self.aus)} range from "
                               f"{np.nanmin(values):g} to {np.nanmax(values):g} (divide FACS 0-5 codes by 5).")
         names = emotion_labels(rows, c)
-        self.emotions = list(c.emotions) if names.notna().any() else []
+        present = set(names[rows["split"] == "train"].dropna())
+        self.emotions = [e for e in c.emotions if e in present]  # classes the training rows show
         emotion = np.array([self.emotions.index(e) if isinstance(e, str) else IGNORE for e in names], np.int64)
         if not self.aus and not self.emotions:
             raise UnveilError("The prepared frames have neither varying AU labels nor emotion labels to learn.")

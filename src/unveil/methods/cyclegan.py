@@ -4,7 +4,8 @@ sensors) to domain B (normal), G_B maps back; D_A judges B-domain images, D_B A-
 Options keep the reference code's names and meanings (``lambda_A``, ``lambda_identity``, ``pool_size``,
 ``gan_mode``, ``netG``, ``norm``, ``no_dropout``...). Beyond the reference: the minimal-change term of
 Büchner et al.'s follow-up (Minimal-Change CycleGAN, ACIVS 2023), ``lambda_mc * |G_A(a) - a|``, optionally only
-on pixels a known mask marks visible, which keeps G_A from changing what the obstruction does not hide.
+on pixels a known mask marks visible, which keeps G_A from changing what the obstruction does not hide; and seed
+001's expression-consistency term (``lambda_expr``: a frozen judge reads G_A(a) against a's emotion or AU labels).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset
 
-from unveil.config import Config
+from unveil.errors import UnveilError
+from unveil.methods.expression import ExpressionOptions, maybe_expression_loss
 from unveil.methods.gan import GANLoss, GanMode, ImagePool, gradient_penalty
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
@@ -33,8 +35,9 @@ if TYPE_CHECKING:
     from unveil.train.method import Batches, Step
 
 
-class CycleGANConfig(Config):
-    """Model options, with the reference code's defaults (see :data:`PAPER_PRESET` for seed 000's schedule)."""
+class CycleGANConfig(ExpressionOptions):
+    """Model options, with the reference code's defaults (see :data:`PAPER_PRESET` for seed 000's schedule), and
+    seed 001's expression-consistency term on G_A's output (off by default)."""
 
     input_nc: int = Field(default=3, ge=1)
     output_nc: int = Field(default=3, ge=1)
@@ -156,19 +159,30 @@ class CycleGANMethod(MethodBase):
     monitor = "total"
 
     def __init__(self, config: TrainConfig, table: pd.DataFrame, root: Path, seed: int) -> None:
-        from unveil.data.datasets import Augment, UnpairedDataset, restore_side, select
+        from unveil.data.datasets import Augment, UnpairedDataset, au_label_columns, emotion_names, restore_side, \
+            row_labels, select
+        from unveil.methods.paired import emotion_classes
 
         c = self.config = config
         self.model = self.module = CycleGAN(config.model, seed=seed)
         domain_a, domain_b = (c.domain_a, c.domain_b) if c.direction == "AtoB" else (c.domain_b, c.domain_a)
         train_a, train_b = (select(table, domain, "train", limit=c.max_dataset_size) for domain in (domain_a, domain_b))
+        self.expression = None
+        labels: dict[str, dict] = {"train": {}, "val": {}}
+        val_a, val_b = select(table, domain_a, "val"), select(table, domain_b, "val")
+        if c.model.lambda_expr > 0:
+            if c.model.expr_target == "clean":
+                raise UnveilError("CycleGAN has no clean twin of its inputs; its L_expr takes expr_target label.")
+            emotions, aus = emotion_classes(emotion_names(train_a)), au_label_columns(train_a)
+            self.expression = maybe_expression_loss(c.model, emotions, aus)
+            labels = {"train": row_labels(train_a, emotions, aus), "val": row_labels(val_a, emotions, aus)}
         self.train_set: Dataset = UnpairedDataset(root, train_a, train_b,
                                                   Augment(c.load_size, c.crop_size, c.flip, preprocess=c.preprocess),
-                                                  seed=seed, serial=c.serial_batches)
-        val_a, val_b = select(table, domain_a, "val"), select(table, domain_b, "val")
+                                                  seed=seed, serial=c.serial_batches, labels=labels["train"])
         self.val_set: Dataset | None = (
             UnpairedDataset(root, val_a, val_b, Augment(c.load_size, c.crop_size, train=False,
-                                                        preprocess=c.preprocess), seed=seed, serial=c.serial_batches)
+                                                        preprocess=c.preprocess), seed=seed, serial=c.serial_batches,
+                            labels=labels["val"])
             if len(val_a) and len(val_b) else None)
         self.face_size = restore_side(root / train_a["image"].iloc[0], c.preprocess, c.crop_size)
 
@@ -184,6 +198,9 @@ class CycleGANMethod(MethodBase):
         with step.autocast():
             set_requires_grad(model.discriminators, False)
             g_total, parts, generated = model.generator_losses(batch)
+            if self.expression is not None:
+                parts["G_expr"] = model.config.lambda_expr * self.expression(generated["fake_B"], batch)
+                g_total = g_total + parts["G_expr"]
         step.backward(g_total)
         set_requires_grad(model.discriminators, True)
         with step.autocast():

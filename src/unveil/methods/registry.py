@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from unveil.train.method import Method
 
 #: The methods unveil ships, imported on first use of the registry.
-BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.classifier")
+BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.deoccluder",
+                   "unveil.methods.classifier")
 ENTRY_POINT_GROUP = "unveil.methods"
 
 Produces = Literal["restorer", "analysis model"]

@@ -13,7 +13,7 @@ from unveil.errors import UnveilError
 from unveil.nets.layers import InitName, NormName, get_norm_layer, init_weights, uses_bias
 
 PaddingName = Literal["reflect", "replicate", "zero"]
-GeneratorName = Literal["resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"]
+GeneratorName = Literal["resnet_9blocks", "resnet_6blocks", "unet_64", "unet_128", "unet_256"]
 
 
 def _padding(padding_type: PaddingName | str, amount: int) -> tuple[list[nn.Module], int]:
@@ -145,10 +145,12 @@ def define_G(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, netG: Generat
         net: nn.Module = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks=9)
     elif netG == "resnet_6blocks":
         net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks=6)
+    elif netG == "unet_64":  # not in the reference: six halvings, for 64 px faces
+        net = UnetGenerator(input_nc, output_nc, 6, ngf, norm_layer, use_dropout)
     elif netG == "unet_128":
         net = UnetGenerator(input_nc, output_nc, 7, ngf, norm_layer, use_dropout)
     elif netG == "unet_256":
         net = UnetGenerator(input_nc, output_nc, 8, ngf, norm_layer, use_dropout)
     else:
-        raise UnveilError(f"Unknown generator '{netG}'; choose resnet_9blocks, resnet_6blocks, unet_128 or unet_256.")
+        raise UnveilError(f"Unknown generator '{netG}'; choose resnet_9blocks, resnet_6blocks, unet_64, unet_128 or unet_256.")
     return init_weights(net, init_type, init_gain)

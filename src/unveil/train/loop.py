@@ -11,6 +11,7 @@ batch N x B.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -31,7 +32,7 @@ from unveil.devices import select_device
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 from unveil.methods.registry import get_method
-from unveil.progress import progress_bar
+from unveil.progress import progress_bar, silenced
 from unveil.train.checkpoint import flatten_state, read_checkpoint, rng_state, save_checkpoint, set_rng_state, unflatten_state
 from unveil.train.config import TrainConfig
 from unveil.train.method import Step, active_optimizers
@@ -95,7 +96,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any
 class Trainer:
     """Runs one training (one subject, or pooled) of ``config.method`` into ``run_dir``."""
 
-    def __init__(self, samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
+    def __init__(self, samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig,
+                 progress: bool = True) -> None:
         if config.crop_size > config.load_size and config.preprocess in ("resize_and_crop", "scale_width_and_crop"):
             raise UnveilError(f"crop_size ({config.crop_size}) cannot exceed load_size ({config.load_size}).")
         self.config = config
@@ -112,7 +114,8 @@ class Trainer:
         table, root = load_samples(samples)
         if config.subjects:
             table = table[table["subject"].isin(config.subjects)]
-        self.method = get_method(config.method).method(config, table, root, config.seed)
+        with contextlib.nullcontext() if progress and self.main else silenced():  # e.g. landmarks of the crops
+            self.method = get_method(config.method).method(config, table, root, config.seed)
         self.train_set, self.val_set = self.method.train_set, self.method.val_set
         self.model = self.method.module.to(self.device)
         if self.world > 1 and self.device.type == "cuda":  # batch statistics over all GPUs, as one big batch
@@ -347,7 +350,8 @@ class Trainer:
 def train(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig | None = None,
           *, resume: bool = False, progress: bool = True, deadline: float | None = None) -> TrainResult:
     """Train ``config.method`` on prepared ``samples`` into ``run_dir`` (see :class:`Trainer`)."""
-    return Trainer(samples, run_dir, config or TrainConfig()).fit(resume=resume, progress=progress, deadline=deadline)
+    return Trainer(samples, run_dir, config or TrainConfig(), progress).fit(resume=resume, progress=progress,
+                                                                           deadline=deadline)
 
 
 def train_per_subject(samples: str | os.PathLike[str], run_dir: str | os.PathLike[str], config: TrainConfig,
