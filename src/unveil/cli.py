@@ -122,7 +122,8 @@ def synth(
 
 @app.command()
 def prepare(
-    manifest: Annotated[Path, typer.Argument(help="manifest.yaml of the recordings (see README).")],
+    manifest: Annotated[Path, typer.Argument(help="manifest.yaml of the recordings (see README), or a folder of face "
+                                                  "photos with labels.csv (image, emotion, identity).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for crops and samples.parquet.")],
     crop: Annotated[Optional[str], typer.Option(
         help="fixed: one box per session (estimated from its normal recording, as in seed 000); track: a "
@@ -133,6 +134,9 @@ def prepare(
         help="Share of each recording's frames to sample. \\[default: 0.02]")] = None,
     sampling: Annotated[Optional[str], typer.Option(help="random or equidistant. \\[default: random]")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Validation share. \\[default: 0.1]")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(
+        help="Photo folders: share of the photos whose people are held out as the test split. \\[default: 0.2]")
+    ] = None,
     no_face: Annotated[Optional[str], typer.Option(
         help="Frames without a face (crop=track): hold the last box, or mark and skip them. \\[default: hold]")] = None,
     detector: Annotated[Optional[str], typer.Option(help="mediapipe or haar. \\[default: mediapipe]")] = None,
@@ -143,10 +147,23 @@ def prepare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Crop the faces of sampled frames of every recording in a manifest and write samples.parquet (the
-    frames, their split, crop boxes and labels) for training."""
+    frames, their split, crop boxes and labels) for training; a labelled photo folder is split by identity."""
+    from unveil.data.labelled import is_labelled_folder, prepare_labelled_folder
     from unveil.data.manifest import load_manifest
     from unveil.data.prepare import PrepareConfig, prepare as run_prepare
 
+    if is_labelled_folder(manifest):
+        table = prepare_labelled_folder(manifest, out, load_size=load_size or 128,
+                                        val_fraction=0.1 if val_fraction is None else val_fraction,
+                                        test_fraction=0.2 if test_fraction is None else test_fraction,
+                                        seed=seed or 0, progress=not quiet)
+        counts = table["split"].value_counts()
+        typer.echo(f"{len(table)} photos of {table['subject'].nunique()} people ({counts.get('train', 0)} train, "
+                   f"{counts.get('val', 0)} val, {counts.get('test', 0)} test, split by identity), "
+                   f"{table['emotion'].notna().sum()} with an emotion: {Path(out) / 'samples.parquet'}")
+        return
+    if test_fraction is not None:
+        raise UnveilError("--test-fraction applies to labelled photo folders; recordings are split by --val-fraction.")
     cfg = _options(PrepareConfig, config, {"crop": crop, "box": _box(box), "load_size": load_size,
                                            "fraction": fraction, "sampling": sampling, "val_fraction": val_fraction,
                                            "no_face": no_face, "detector": detector, "subjects": subject,
@@ -425,8 +442,9 @@ def report(
 
 @app.command()
 def restore(
-    checkpoint: Annotated[Path, typer.Argument(help="A cyclegan checkpoint (run/checkpoints/*.safetensors), or a "
-                                                    "folder of per-subject runs when SOURCE is a manifest.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A restorer's checkpoint (cyclegan, pix2pix, deoccluder: "
+                                                    "run/checkpoints/*.safetensors), or a folder of per-subject runs "
+                                                    "when SOURCE is a manifest.")],
     source: Annotated[Path, typer.Argument(help="An image, a folder of images, a video, or a manifest (.yaml/.csv): "
                                                 "then every occluded recording, into OUT/<recording id>.mp4.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output image, folder or video (.mp4).")],
@@ -440,6 +458,9 @@ def restore(
         help="none: paste the restored face; mask: use it only where --mask marks the occluder; difference: "
              "only where the restorer changed the face markedly (visible pixels stay exact).")] = "none",
     mask: Annotated[Optional[Path], typer.Option(help="Occluder mask of the same frames (255 = hidden).")] = None,
+    outside: Annotated[str, typer.Option(help="Occluder pixels beyond the face box (from --mask, or the restorer's "
+                                              "segmentation network on the whole frame): inpaint them from their "
+                                              "surroundings, or keep them.")] = "inpaint",
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and output next to each other.")]
         = False,
     mask_out: Annotated[Optional[Path], typer.Option(
@@ -454,8 +475,10 @@ def restore(
     from unveil.restore import restore as run_restore
 
     parsed = _box(box)
-    if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference"):
-        raise UnveilError(f"Unknown --crop '{crop}' or --composite '{composite}'; see 'unveil restore --help'.")
+    if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference") or \
+            outside not in ("inpaint", "keep"):
+        raise UnveilError(f"Unknown --crop '{crop}', --composite '{composite}' or --outside '{outside}'; see "
+                          "'unveil restore --help'.")
     if source.suffix.lower() in (".yaml", ".yml", ".csv"):
         from unveil.data.manifest import load_manifest
         from unveil.restore import restore_recordings
@@ -465,14 +488,61 @@ def restore(
         if mask_out is not None or side_by_side:
             raise UnveilError("--mask-out and --side-by-side take one input, not a manifest.")
         outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
-                                     device=device, resume=resume, progress=not quiet)
+                                     outside=outside, device=device, resume=resume, progress=not quiet)  # type: ignore[arg-type]
         typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
         return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
                          side_by_side=side_by_side, mask_out=mask_out, batch_size=batch_size, device=device,
-                         progress=not quiet)
+                         outside=outside, progress=not quiet)  # type: ignore[arg-type]
     typer.echo(f"{result.frames} frames restored -> {result.output}"
                + (f"; {result.occluded_share:.0%} of the face box from the restorer -> {mask_out}" if mask_out else ""))
+
+
+experiment_app = typer.Typer(help="Reproduce a seed's experiment end to end: data, every arm's training, scores, "
+                                    "figures.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("deocclusion")
+def experiment_deocclusion(
+    samples: Annotated[Path, typer.Argument(help="A prepared folder with emotion labels: 'unveil prepare faces/' (its "
+                                                 "test split is held out) or a prepared benchmark (--test-subject).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the test set, runs, restorations, tables and "
+                                                          "figures (a rerun continues what is unfinished).")],
+    test_subject: Annotated[Optional[list[str]], typer.Option(help="A person held out for testing (repeatable).")
+                            ] = None,
+    occluders: Annotated[Optional[str], typer.Option(help="Comma-separated occluders drawn on the faces. \\[default: "
+                                                          "sensors,patch,mask,glasses,hand]")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Face size the restorers work at. \\[default: 64]")] = None,
+    judge: Annotated[Optional[str], typer.Option(help="The judge in L_expr: fer, its .hdf5, or a classifier "
+                                                      "checkpoint. \\[default: fer]")] = None,
+    scorer: Annotated[Optional[Path], typer.Option(help="The independent judge (a classifier checkpoint); default: "
+                                                        "trained on the training people.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(help="Trained arms (repeatable): deoccluder-pixel (B), "
+                                                             "deoccluder (C), pix2pix, cyclegan. \\[default: all]")
+                      ] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Training minutes of each arm. \\[default: 20]")] = None,
+    lambda_expr: Annotated[Optional[float], typer.Option(help="C's L_expr weight. \\[default: 1]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. \\[default: auto]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Seed 001's de-occlusion table: a judge's accuracy on occluded faces (A), restored by the de-occluder
+    without (B) and with L_expr (C), by pix2pix and by CycleGAN, against the clean faces; scored by the judge in
+    C's loss and by one that was not."""
+    from unveil.experiments.deocclusion import DeocclusionConfig, run_deocclusion, score_lines
+
+    cfg = _options(DeocclusionConfig, config, {"samples": str(samples), "test_subjects": test_subject,
+                                               "occluders": occluders, "size": size, "judge": judge,
+                                               "scorer": str(scorer) if scorer else None, "methods": method,
+                                               "minutes": minutes, "lambda_expr": lambda_expr, "seed": seed,
+                                               "device": device})
+    result = run_deocclusion(cfg, out, progress=not quiet)
+    for line in score_lines(result):
+        typer.echo(line)
+    for kind, path in result.files.items():
+        typer.echo(f"{kind}: {path}")
 
 
 @app.command()
