@@ -96,6 +96,14 @@ def test_outputs_and_report(evaluated, tmp_path: Path) -> None:  # noqa: ANN001
     page = build_report(out.parent, tmp_path / "report.html")
     text = page.read_text()
     assert "N1-N2" in text and "data:image/png;base64," in text and "not found" in text
+    # pictures first: each expression as S, C, G, N per subject and task, and an animated S | C | G
+    assert set(metrics["pictures"]) == {"moments_S01_sentence.png", "moments_S01_emotion.png", "side_by_side.gif"}
+    assert "data:image/gif;base64," in text
+    assert text.index("Restored frames") < text.index("Expression against the hidden truth") < text.index("N1-N2")
+    from PIL import Image
+
+    with Image.open(out / "figures" / "side_by_side.gif") as gif:
+        assert gif.n_frames >= 20 and gif.size[0] == 384  # about four seconds, S | C | G
 
 
 @pytest.mark.slow

@@ -147,3 +147,109 @@ def frame_strip(manifest: Manifest, restored: Path | None, path: Path, task: str
                 axis.imshow(images[j])
                 axis.set_title(f"{subject} {names[kinds[j]]}", fontsize=8)
     return _save(figure, path)
+
+
+def _moments(table: pd.DataFrame | None, count: int) -> list[tuple[str, int]]:
+    """(event, frame) at the middle of the first occurrence of each distinct non-neutral event, up to ``count``;
+    evenly spaced frames (event '') when the recording has no event column."""
+    if table is None or "event" not in table.columns:
+        return []
+    runs = (table["event"] != table["event"].shift()).cumsum()
+    chosen: dict[str, int] = {}
+    for _, run in table.groupby(runs, sort=False):
+        event = str(run["event"].iloc[0])
+        if event != "neutral" and event not in chosen:
+            chosen[event] = int(run["frame"].iloc[len(run) // 2])
+    return list(chosen.items())[:count]
+
+
+def _frames_table(manifest: Manifest, rec: Recording | None) -> pd.DataFrame | None:
+    path = manifest.resolve(rec.frames) if rec is not None and rec.frames else None
+    return pd.read_parquet(path, columns=["frame", "event"]) if path is not None and path.is_file() else None
+
+
+def moment_strips(manifest: Manifest, restored: Path | None, folder: Path, count: int = 6) -> list[Path]:
+    """Per subject and task (first session, first takes): the sensor video S, the restored C, the hidden truth G
+    and the normal video N at the middle of each distinct expression (``moments_<subject>_<task>.png``; N shows the
+    same expression in its own recording, whose timing differs)."""
+    from unveil.data.video import read_frames
+
+    written = []
+    for subject in manifest.subjects():
+        for task in sorted({r.task for r in manifest.select(subject=subject)}):
+            normal, occluded = _first_session(manifest.select(subject=subject, task=task))
+            if occluded is None:
+                continue
+            moments = _moments(_frames_table(manifest, occluded), count)
+            if not moments:
+                n = occluded.n_frames or 1
+                moments = [("", int(i)) for i in np.linspace(0, n - 1, count + 2)[1:-1]]
+            normal_at = dict(_moments(_frames_table(manifest, normal), len(moments) * 3))
+            sources: list[tuple[str, Path | None, list[int]]] = [("S sensor", manifest.resolve(occluded.media),
+                                                                  [f for _, f in moments])]
+            if restored is not None and (restored / f"{occluded.id}.mp4").is_file():
+                sources.append(("C restored", restored / f"{occluded.id}.mp4", [f for _, f in moments]))
+            if occluded.ground_truth:
+                sources.append(("G hidden truth", manifest.resolve(occluded.ground_truth), [f for _, f in moments]))
+            if normal is not None:
+                sources.append(("N normal", manifest.resolve(normal.media),
+                                [normal_at.get(e, f) for e, f in moments]))
+            grid = []
+            for _, path, frames in sources:
+                found = {f.index: f.image for f in read_frames(path, only=set(frames))}
+                grid.append([found.get(f) for f in frames])
+            plt = _pyplot()
+            figure, axes = plt.subplots(len(grid), len(moments), figsize=(1.6 * len(moments), 1.7 * len(grid)),
+                                        squeeze=False)
+            for i, ((label, _, _), row) in enumerate(zip(sources, grid, strict=True)):
+                for j, image in enumerate(row):
+                    axis = axes[i][j]
+                    axis.set_xticks([])
+                    axis.set_yticks([])
+                    if image is not None:
+                        axis.imshow(image)
+                    if i == 0:
+                        axis.set_title(moments[j][0] or f"frame {moments[j][1]}", fontsize=7)
+                    if j == 0:
+                        axis.set_ylabel(label, fontsize=7)
+            figure.suptitle(f"{subject}, {task}: {occluded.id}", fontsize=8)
+            written.append(_save(figure, folder / f"moments_{subject}_{task}.png"))
+    return written
+
+
+def side_by_side_animation(manifest: Manifest, restored: Path | None, path: Path, seconds: float = 4.0,
+                           fps: float = 7.5, width: int = 384) -> Path | None:
+    """A short animated GIF of S | C | G (sensor, restored, hidden truth) side by side: the first subject's first
+    occluded emotion recording (else any task), from its first expression on; ``width`` pixels wide."""
+    from PIL import Image
+
+    from unveil.data.video import read_frames
+
+    if restored is None:
+        return None
+    for subject in manifest.subjects():
+        recs = manifest.select(subject=subject, task="emotion") or manifest.select(subject=subject)
+        _, occluded = _first_session(recs)
+        if occluded is None or not (restored / f"{occluded.id}.mp4").is_file():
+            continue
+        moments = _moments(_frames_table(manifest, occluded), 1)
+        source_fps = occluded.fps or 15.0
+        start = max(0, moments[0][1] - int(source_fps)) if moments else 0
+        step = max(1, round(source_fps / fps))
+        wanted = set(range(start, start + int(seconds * source_fps), step))
+        streams = [manifest.resolve(occluded.media), restored / f"{occluded.id}.mp4"]
+        if occluded.ground_truth:
+            streams.append(manifest.resolve(occluded.ground_truth))
+        columns = [[f.image for f in read_frames(s, only=wanted)] for s in streams]
+        frames = []
+        for images in zip(*columns, strict=False):
+            row = np.concatenate(images, axis=1)
+            height = round(row.shape[0] * width / row.shape[1])
+            frames.append(Image.fromarray(row).resize((width, height), Image.Resampling.LANCZOS))
+        if not frames:
+            return None
+        with atomic_path(path) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps),
+                           loop=0)
+        return path
+    return None

@@ -340,7 +340,8 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
              config: EvaluateConfig | None = None, progress: bool = True) -> Evaluation:
     """Run the protocol; writes ``out/metrics.json``, ``out/tables/*.csv|md``, ``out/figures/*.png`` and the
     time series under ``out/timeseries/<analyzer>/`` (reused when the command is run again)."""
-    from unveil.evaluate.figures import frame_strip, pair_bars, signal_over_time
+    from unveil.evaluate.figures import (frame_strip, moment_strips, pair_bars, side_by_side_animation,
+                                         signal_over_time)
 
     config = config or EvaluateConfig()
     out = ensure_dir(Path(out))
@@ -431,6 +432,10 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     strip = frame_strip(manifest, restored_dir, figures_dir / "frames.png")
     if strip:
         summary["figures"].append(strip.name)
+    # pictures first (the report leads with them): each expression as S, C, G, N, and C moving beside S and G
+    pictures = moment_strips(manifest, restored_dir, figures_dir)
+    animation = side_by_side_animation(manifest, restored_dir, figures_dir / "side_by_side.gif")
+    summary["pictures"] = [p.name for p in [*pictures, *([animation] if animation else [])]]
     if len(images):
         table = format_table(images, ("psnr", "ssim", "l1_mask"))
         _write_table(table, tables_dir / "images", "Pixels against the hidden clean frames (G)")

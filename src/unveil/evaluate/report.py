@@ -43,7 +43,7 @@ def _series_caption(name: str) -> str:
 
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
+    kind = {".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif"}.get(path.suffix.lower(), "png")
     return f'<img alt="{html.escape(alt)}" src="data:image/{kind};base64,{data}">'
 
 
@@ -101,6 +101,35 @@ def _fidelity_section(fidelity: dict) -> list[str]:
     return parts
 
 
+def _pictures_section(evaluation: Path, pictures: list[str]) -> list[str]:
+    """The restored frames first: every expression as S, C, G and N per subject and task, and C in motion."""
+    files = [evaluation / "figures" / name for name in pictures if (evaluation / "figures" / name).is_file()]
+    if not files:
+        return []
+    parts = ["<h2>Restored frames</h2>",
+             '<p class="note">Rows: the sensor video S, the restored video C, the hidden clean truth G (what C should '
+             "look like) and the normal video N at the same expression; columns: the middle of each expression the "
+             "recording shows. The animation plays S | C | G side by side.</p>"]
+    parts.extend(_image(f, f.stem) for f in files)
+    return parts
+
+
+def _grids_section(root: Path) -> list[str]:
+    """The last training sample grid of every run found under ``root``."""
+    last_per_run: dict[Path, Path] = {}
+    for grid in sorted(root.rglob("samples/epoch_*.png")):
+        last_per_run[grid.parent.parent] = grid  # sorted: the last epoch wins
+    if not last_per_run:
+        return []
+    parts = ["<h2>Training: last sample grid of each run</h2>",
+             '<p class="note">Rows as each method draws them: for CycleGAN the paper\'s Fig. 4 (input, translated, '
+             "reconstructed per direction); for paired methods the occluded input, (the mask used,) the restoration "
+             "and the clean truth.</p>"]
+    for run, grid in sorted(last_per_run.items()):
+        parts.append(f"<h3>{html.escape(run.name)} ({html.escape(grid.stem)})</h3>{_image(grid, run.name)}")
+    return parts
+
+
 def find_evaluation(run_dir: Path) -> Path:
     """The folder holding metrics.json: ``run_dir`` itself or its ``evaluation`` subfolder."""
     for candidate in (run_dir, run_dir / "evaluation"):
@@ -124,6 +153,8 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
              f'{metrics.get("min_found", 0.5):.0%} of one video\'s frames (a failed analysis, not a distance).</p>']
     made_by = metrics.get("restorers") or ["not recorded (restored videos without restorers.json)"]
     parts.append('<p class="note">C (restored) made by: ' + "; ".join(html.escape(m) for m in made_by) + ".</p>")
+    parts.extend(_pictures_section(evaluation, metrics.get("pictures", [])))
+    parts.extend(_grids_section(root))
     parts.extend(_fidelity_section(metrics.get("fidelity", {})))
     headline = metrics.get("headline", {})
     if headline:
@@ -145,16 +176,6 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     if figures:
         parts.append("<h2>Figures</h2>")
         parts.extend(_image(f, f.stem) for f in figures if f.is_file())
-    grids = sorted(p for p in root.rglob("samples/epoch_*.png"))
-    last_per_run: dict[Path, Path] = {}
-    for grid in grids:
-        last_per_run[grid.parent.parent] = grid  # sorted: the last epoch wins
-    if last_per_run:
-        parts.append("<h2>Training: last sample grid of each run</h2>")
-        parts.append('<p class="note">Rows: validation frames; columns as the paper\'s Fig. 4 '
-                     "(input, translated, reconstructed per direction).</p>")
-        for run, grid in sorted(last_per_run.items()):
-            parts.append(f"<h3>{html.escape(run.name)} ({html.escape(grid.stem)})</h3>{_image(grid, run.name)}")
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html.escape(title) +
             f"</title><style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>")
     target = Path(out) if out is not None else root / "report.html"
