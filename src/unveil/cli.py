@@ -505,10 +505,12 @@ app.add_typer(experiment_app, name="experiment")
 
 @experiment_app.command("deocclusion")
 def experiment_deocclusion(
-    samples: Annotated[Path, typer.Argument(help="A prepared folder with emotion labels: 'unveil prepare faces/' (its "
-                                                 "test split is held out) or a prepared benchmark (--test-subject).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the test set, runs, restorations, tables and "
                                                           "figures (a rerun continues what is unfinished).")],
+    samples: Annotated[Optional[Path], typer.Argument(help="A prepared folder with emotion labels: 'unveil prepare "
+                                                           "faces/' (its test split is held out) or a prepared "
+                                                           "benchmark (--test-subject). \\[default: the benchmark's "
+                                                           "emotion protocol of three people, made in OUT]")] = None,
     test_subject: Annotated[Optional[list[str]], typer.Option(help="A person held out for testing (repeatable).")
                             ] = None,
     occluders: Annotated[Optional[str], typer.Option(help="Comma-separated occluders drawn on the faces. \\[default: "
@@ -519,8 +521,9 @@ def experiment_deocclusion(
     scorer: Annotated[Optional[Path], typer.Option(help="The independent judge (a classifier checkpoint); default: "
                                                         "trained on the training people.")] = None,
     method: Annotated[Optional[list[str]], typer.Option(help="Trained arms (repeatable): deoccluder-pixel (B), "
-                                                             "deoccluder (C), pix2pix, cyclegan. \\[default: all]")
-                      ] = None,
+                                                             "deoccluder (C), deoccluder-clean (C': L_expr toward the "
+                                                             "judge's reading of the clean face), pix2pix, cyclegan. "
+                                                             "\\[default: all but deoccluder-clean]")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Training minutes of each arm. \\[default: 20]")] = None,
     lambda_expr: Annotated[Optional[float], typer.Option(help="C's L_expr weight. \\[default: 1]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
@@ -533,7 +536,8 @@ def experiment_deocclusion(
     C's loss and by one that was not."""
     from unveil.experiments.deocclusion import DeocclusionConfig, run_deocclusion, score_lines
 
-    cfg = _options(DeocclusionConfig, config, {"samples": str(samples), "test_subjects": test_subject,
+    cfg = _options(DeocclusionConfig, config, {"samples": str(samples) if samples else None,
+                                               "test_subjects": test_subject,
                                                "occluders": occluders, "size": size, "judge": judge,
                                                "scorer": str(scorer) if scorer else None, "methods": method,
                                                "minutes": minutes, "lambda_expr": lambda_expr, "seed": seed,

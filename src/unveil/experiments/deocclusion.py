@@ -37,6 +37,7 @@ from unveil.progress import progress_bar
 TRAINED_ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "deoccluder-pixel": ("deoccluder", {"lambda_expr": 0.0}),
     "deoccluder": ("deoccluder", {}),
+    "deoccluder-clean": ("deoccluder", {"expr_target": "clean"}),
     "pix2pix": ("pix2pix", {}),
     "cyclegan": ("cyclegan", {}),
 }
@@ -46,6 +47,7 @@ ARM_NAMES: dict[str, str] = {
     "occluded": "(A) occluded, no restoration",
     "deoccluder-pixel": "(B) de-occluder without L_expr",
     "deoccluder": "(C) de-occluder with L_expr",
+    "deoccluder-clean": "(C') L_expr toward the judge's reading of the clean face",
     "pix2pix": "pix2pix",
     "cyclegan": "CycleGAN",
 }
@@ -53,16 +55,19 @@ ARM_NAMES: dict[str, str] = {
 
 #: Column titles of the figures.
 SHORT_NAMES: dict[str, str] = {"clean": "clean (ceiling)", "occluded": "(A) occluded", "deoccluder-pixel":
-                               "(B) without L_expr", "deoccluder": "(C) with L_expr", "pix2pix": "pix2pix",
+                               "(B) without L_expr", "deoccluder": "(C) with L_expr",
+                               "deoccluder-clean": "(C') L_expr, clean target", "pix2pix": "pix2pix",
                                "cyclegan": "CycleGAN"}
 
 
 class DeocclusionConfig(Config):
     """Options of ``unveil experiment deocclusion``."""
 
-    samples: str = Field(description="A prepared folder whose faces carry emotion labels.")
+    samples: str | None = Field(default=None, description="A prepared folder whose faces carry emotion labels "
+                                                          "(default: the benchmark's emotion protocol, made here).")
     test_subjects: list[str] | None = Field(default=None, description="People held out for testing (default: the "
-                                                                      "'test' split of a labelled photo folder).")
+                                                                      "'test' split of a labelled photo folder; the "
+                                                                      "last person of the default benchmark).")
     occluders: str = Field(default="sensors,patch,mask,glasses,hand", description="Occluders drawn on training and "
                                                                                   "test faces (comma-separated).")
     per_image: int = Field(default=4, ge=1, description="Occluded copies of every face (seed 001: 4).")
@@ -71,8 +76,8 @@ class DeocclusionConfig(Config):
     judge: str = Field(default="fer", description="The judge in C's loss: fer, its .hdf5, or a classifier checkpoint.")
     scorer: str | None = Field(default=None, description="The independent judge (a classifier checkpoint); default: "
                                                          "trained here on the training people.")
-    methods: list[str] = Field(default_factory=lambda: list(TRAINED_ARMS), description="Trained arms: "
-                               + ", ".join(TRAINED_ARMS))
+    methods: list[str] = Field(default_factory=lambda: ["deoccluder-pixel", "deoccluder", "pix2pix", "cyclegan"],
+                               description="Trained arms: " + ", ".join(TRAINED_ARMS))
     minutes: float = Field(default=20.0, gt=0, description="Wall-clock training minutes of every trained arm.")
     lambda_expr: float = Field(default=1.0, gt=0, description="C's L_expr weight.")
     batch_size: int = Field(default=4, ge=1)
@@ -104,9 +109,10 @@ class DeocclusionConfig(Config):
 class DeocclusionResult:
     """Scores per arm and judge, the confusion matrices, and the files written."""
 
-    table: pd.DataFrame  # arm, name, judge, accuracy, macro_f1, faces
+    table: pd.DataFrame  # arm, name, judge, accuracy (low, high: 95 % interval over photos), macro_f1, faces
     classes: list[str]
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # "arm/judge" -> (true, predicted) counts
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)  # arm - baseline accuracy, paired, with interval
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -121,6 +127,30 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 def _write_png(path: Path, image: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+#: The default data: the benchmark's emotion protocol (six basic emotions and neutral, two rounds) of three people,
+#: normal recordings only (the occluders are drawn here), 30 % of the frames cut at 128 px; the last person is
+#: held out for testing.
+DEFAULT_BENCHMARK: dict[str, Any] = {"subjects": 3, "sessions": 1, "normal_takes": 1, "occluded_takes": 0,
+                                     "tasks": ["emotion"], "size": 128}
+
+
+def default_benchmark(folder: Path, seed: int, progress: bool = True) -> tuple[Path, list[str]]:
+    """The benchmark's emotion protocol, synthesised and prepared under ``folder`` (reused when complete); the
+    prepared folder and the people to hold out."""
+    from unveil.data.manifest import load_manifest
+    from unveil.data.prepare import PrepareConfig, prepare
+    from unveil.synth import SynthConfig, generate
+
+    prepared = folder / "prepared"
+    if not (prepared / "samples.parquet").is_file():
+        manifest_path = folder / "synth" / "manifest.yaml"
+        manifest = (load_manifest(manifest_path) if manifest_path.is_file() else
+                    generate(SynthConfig(**DEFAULT_BENCHMARK, seed=seed), folder / "synth", progress=progress))
+        prepare(manifest, prepared, PrepareConfig(fraction=0.3, load_size=128, seed=seed), progress=progress)
+    subjects = sorted(load_samples(prepared)[0]["subject"].unique())
+    return prepared, subjects[-1:]
 
 
 def split_people(table: pd.DataFrame, config: DeocclusionConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -264,8 +294,9 @@ def judge_predictions(judge: Any, images: list[Path], classes: list[str], device
     judge.to(device)
     predicted = []
     for start in range(0, len(images), batch):
-        tensors = [torch.from_numpy(load_image(p)).permute(2, 0, 1).float() / 127.5 - 1 for p in images[start:start + batch]]
-        logits = judge(torch.stack(tensors).to(device))["emotion"][:, index]
+        batch_images = np.stack([load_image(p) for p in images[start:start + batch]])
+        tensors = torch.from_numpy(batch_images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        logits = judge(tensors.to(device))["emotion"][:, index]
         predicted.append(logits.argmax(1).cpu().numpy())
     return np.concatenate(predicted)
 
@@ -279,9 +310,12 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
     from unveil.methods.expression import load_judge
 
     folder = ensure_dir(out)
+    if config.samples is None:
+        samples, held_out = default_benchmark(folder / "benchmark", config.seed, progress)
+        config = config.model_copy(update={"samples": str(samples), "test_subjects": config.test_subjects or held_out})
     table, root = load_samples(config.samples)
     train_rows, test_rows = split_people(table, config)
-    classes = emotion_classes(emotion_names(test_rows))
+    classes = emotion_classes(emotion_names(table))  # the data set's classes, whatever the test people show
     judges = {"fer" if config.judge == "fer" else Path(config.judge).stem: config.judge}
     check_judge(config.judge, classes, config)  # before any work
     data = write_samples(absolute_images(train_rows, root), folder / "data")
@@ -299,20 +333,47 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
         described[arm] = (folder / "restored" / arm / "complete").read_text().strip()
         images[arm] = [folder / "restored" / arm / n for n in test["item"]]
     truth = np.array([classes.index(e) for e in test["emotion"]])
+    photos = pd.factorize(test["source"])[0]
     device = select_device(config.device)
-    rows, confusion = [], {}
+    rows, confusion, predictions, hits = [], {}, [], {}
     for judge_name, spec in judges.items():
         judge = load_judge(spec)
         for arm, paths in images.items():
             predicted = judge_predictions(judge, paths, classes, device)
+            hits[arm, judge_name] = predicted == truth
+            low, high = bootstrap_interval(hits[arm, judge_name], photos, seed=config.seed)
             rows.append({"arm": arm, "name": ARM_NAMES[arm], "judge": judge_name,
-                         "accuracy": float((predicted == truth).mean()),
+                         "accuracy": float((predicted == truth).mean()), "low": low, "high": high,
                          "macro_f1": float(f1_score(truth, predicted, average="macro", labels=range(len(classes)))),
                          "faces": len(truth)})
             confusion[f"{arm}/{judge_name}"] = confusion_matrix(truth, predicted, labels=range(len(classes)))
-    result = DeocclusionResult(pd.DataFrame(rows), classes, confusion)
+            predictions.append(test.assign(judge=judge_name, arm=arm, predicted=[classes[i] for i in predicted]))
+    differences = []
+    for (arm, judge_name), correct in hits.items():
+        for baseline in ("occluded", "deoccluder-pixel"):
+            if arm in ("clean", "occluded", baseline) or (baseline, judge_name) not in hits:
+                continue
+            gain = correct.astype(float) - hits[baseline, judge_name]
+            low, high = bootstrap_interval(gain, photos, seed=config.seed)
+            differences.append({"arm": arm, "baseline": baseline, "judge": judge_name, "difference": float(gain.mean()),
+                                "low": low, "high": high})
+    result = DeocclusionResult(pd.DataFrame(rows), classes, confusion, differences=pd.DataFrame(differences))
+    with atomic_path(folder / "predictions.parquet") as tmp:
+        pd.concat(predictions, ignore_index=True).to_parquet(tmp, index=False)
     result.files = write_results(result, test, images, described, config, folder)
+    result.files["predictions"] = folder / "predictions.parquet"
     return result
+
+
+def bootstrap_interval(values: np.ndarray, groups: np.ndarray, resamples: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` (per test item) resampling whole groups (the occluded copies
+    of one photo are not independent) with replacement."""
+    n = int(groups.max()) + 1
+    sums, counts = np.bincount(groups, values, n), np.bincount(groups, minlength=n).astype(float)
+    draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    means = sums[draws].sum(1) / counts[draws].sum(1)
+    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
 
 
 def check_judge(spec: str, classes: list[str], config: DeocclusionConfig) -> None:
@@ -341,14 +402,15 @@ def train_scorer(data: Path, run: Path, config: DeocclusionConfig, progress: boo
 
 
 def score_lines(result: DeocclusionResult) -> list[str]:
-    """The table as text: one line per arm, accuracy and macro-F1 under each judge."""
-    wide = result.table.pivot_table(index=["arm", "name"], columns="judge", values=["accuracy", "macro_f1"],
-                                    sort=False)
+    """The table as text: one line per arm, accuracy and macro-F1 under each judge, then the paired differences."""
     judges = list(dict.fromkeys(result.table["judge"]))
-    lines = [f"{'':36s} " + "  ".join(f"{j[:14]:>14s} acc / F1" for j in judges)]
-    for (arm, name), values in wide.iterrows():
-        cells = "  ".join(f"{values[('accuracy', j)]:>14.1%} / {values[('macro_f1', j)]:.2f}" for j in judges)
-        lines.append(f"{name:36s} {cells}")
+    lines = [f"{'':28s}" + "".join(f"{j[:12]:>14s} acc  F1" for j in judges)]
+    for arm in dict.fromkeys(result.table["arm"]):
+        part = result.table[result.table["arm"] == arm].set_index("judge")
+        cells = "".join(f"{part.loc[j, 'accuracy']:>18.1%} {part.loc[j, 'macro_f1']:.2f}" for j in judges)
+        lines.append(f"{SHORT_NAMES[arm]:28s}{cells}")
+    lines += [f"{SHORT_NAMES[d.arm]} - {SHORT_NAMES[d.baseline]} ({d.judge}): {100 * d.difference:+.1f} points of "
+              f"accuracy [{100 * d.low:+.1f}, {100 * d.high:+.1f}]" for d in result.differences.itertuples()]
     return lines
 
 
@@ -363,20 +425,24 @@ def write_results(result: DeocclusionResult, test: pd.DataFrame, images: dict[st
                "test_faces": int(test["source"].nunique()), "test_items": len(test),
                "occluders": test["occluder"].value_counts().to_dict(),
                "scores": result.table.to_dict(orient="records"),
+               "differences": result.differences.to_dict(orient="records"),
                "confusion": {k: v.tolist() for k, v in result.confusion.items()}}
     write_text_atomic(files["json"], json.dumps(summary, indent=1))
     with atomic_path(files["csv"]) as tmp:
         result.table.to_csv(tmp, index=False)
     judges = list(dict.fromkeys(result.table["judge"]))
-    header = "| arm | " + " | ".join(f"{j} accuracy | {j} macro-F1" for j in judges) + " |"
+    header = "| arm | " + " | ".join(f"{j} accuracy [95 %] | {j} macro-F1" for j in judges) + " |"
     lines = [header, "|---|" + "---:|" * (2 * len(judges))]
     for arm in dict.fromkeys(result.table["arm"]):
         part = result.table[result.table["arm"] == arm].set_index("judge")
-        cells = " | ".join(f"{part.loc[j, 'accuracy']:.1%} | {part.loc[j, 'macro_f1']:.3f}" for j in judges)
+        cells = " | ".join(f"{part.loc[j, 'accuracy']:.1%} [{part.loc[j, 'low']:.1%}, {part.loc[j, 'high']:.1%}] | "
+                           f"{part.loc[j, 'macro_f1']:.3f}" for j in judges)
         lines.append(f"| {ARM_NAMES[arm]} | {cells} |")
-    write_text_atomic(files["markdown"], "\n".join(lines) + f"\n\n{len(test)} occluded test faces "
-                      f"({test['source'].nunique()} photos x {config.per_image}); classes: "
-                      f"{', '.join(result.classes)}.\n")
+    lines += ["", f"{len(test)} occluded test faces ({test['source'].nunique()} photos x {config.per_image}); "
+              f"classes: {', '.join(result.classes)}; intervals resample photos (their copies together).", ""]
+    lines += [f"- {SHORT_NAMES[d.arm]} - {SHORT_NAMES[d.baseline]}, {d.judge}: {100 * d.difference:+.1f} points "
+              f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]" for d in result.differences.itertuples()]
+    write_text_atomic(files["markdown"], "\n".join(lines) + "\n")
 
     plt = _pyplot()
     arms = list(images)
