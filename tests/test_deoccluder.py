@@ -47,10 +47,22 @@ def test_compositing_keeps_visible_pixels_exactly() -> None:
         restorer(a)
 
 
+def test_the_segmentation_network_learns_from_the_output_only_when_asked() -> None:
+    """Its own loss trains it; the hybrid term may too (mask_gradient), other losses never do."""
+    segmenter = OcclusionSegmenter(width=4)
+    restorer = MaskAwareGenerator(nn.Conv2d(4, 3, 1), segmenter, MaskOptions(mask_input="predicted"))
+    a = torch.rand(1, 3, 16, 16) * 2 - 1
+    restorer(a).out.sum().backward()
+    assert all(p.grad is None for p in segmenter.parameters())
+    restorer(a, mask_gradient=True).out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in segmenter.parameters())
+
+
 def test_grow_mask_and_the_segmenter_take_any_size() -> None:
     mask = torch.zeros(1, 1, 7, 9)
     mask[0, 0, 3, 4] = 1
     assert int(grow_mask(mask, 2).sum()) == 25 and int(grow_mask(mask, 0).sum()) == 1
+    assert sum(p.numel() for p in OcclusionSegmenter(width=16).parameters()) == 439_393  # the README's 0.44 M
     net = OcclusionSegmenter(width=4)
     for shape in ((37, 53), (64, 64)):
         assert net(torch.zeros(1, 3, *shape)).shape == (1, 1, *shape)
@@ -85,9 +97,10 @@ def test_expression_loss_is_the_judges_cross_entropy() -> None:
     value.backward()
     assert images.grad is not None and images.grad[2].abs().sum() == 0 and images.grad[0].abs().sum() > 0
     clean = ExpressionLoss(ExpressionOptions(lambda_expr=1.0, expr_target="clean"))
-    assert float(clean(images.detach(), {"B": images.detach()})) == pytest.approx(
-        float(-(torch.softmax(net(to_fer_input(images.detach())), 1) * torch.log_softmax(net(to_fer_input(images.detach())), 1))
-              .sum(1).mean()), rel=1e-5)  # the entropy: the judge agrees with itself
+    with torch.no_grad():
+        own = net(to_fer_input(images))
+    entropy = -(torch.softmax(own, 1) * torch.log_softmax(own, 1)).sum(1).mean()  # the judge agrees with itself
+    assert float(clean(images.detach(), {"B": images.detach()})) == pytest.approx(float(entropy), rel=1e-5)
 
 
 def test_expression_loss_names_what_the_judge_cannot_read(tmp_path: Path) -> None:

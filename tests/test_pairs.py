@@ -157,3 +157,10 @@ def test_prepare_a_labelled_photo_folder(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(UnveilError, match="has no labels.csv"):
         prepare_labelled_folder(tmp_path, tmp_path / "out3")
+
+
+def test_occluding_a_photo_without_a_face_is_one_sentence(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((120, 120, 3), 90, np.uint8))
+    result = unveil("occlude", str(tmp_path / "wall.png"), "-o", str(tmp_path / "out"), "--occluder", "glasses")
+    assert result.returncode == 2 and "No face was found in" in result.stderr and "wall.png" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list((tmp_path / "out").glob("*.png"))

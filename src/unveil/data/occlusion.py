@@ -252,6 +252,8 @@ def occlude_media(source: str | os.PathLike[str], out: str | os.PathLike[str], o
             stack.enter_context(writer)
         for index, image in ((f.index, f.image) for f in read_media(path)):
             found = finder(image)
+            if single_image and not found.found:
+                raise UnveilError(f"No face was found in {path}; occluders are placed by the face's landmarks.")
             occluded, mask = draw(image, found.points, index)
             if single_image:
                 for kind, pixels in (("occluded", occluded), ("clean", image), ("mask", mask)):

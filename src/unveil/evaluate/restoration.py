@@ -22,8 +22,8 @@ from unveil.restore import occlusion_from_difference
 def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, samples: str | os.PathLike[str],
                        subject: str, every: int = 10, threshold: float = 0.12) -> pd.DataFrame:
     """Per evaluated frame: L1 inside and outside (visible) the mask, PSNR inside the mask and over the crop,
-    against the hidden clean frame,
-    for the occluded input, the restorer's output, and its output composited by the true and the estimated mask.
+    against the hidden clean frame, for the occluded input, the restorer's output, and its output composited by the
+    true and the estimated mask; for a restorer that predicts the occluder mask, its IoU with the true one.
 
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
     each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``).
@@ -52,6 +52,10 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
             composed = {name: np.rint(crops[0] * (1 - w) + restored * w).astype(np.uint8)
                         for name, w in (("mask", weight_true), ("estimated", weight_est))}
             row = {"recording": rec.id, "frame": occluded.index, "coverage": float(mask.mean())}
+            predicted = getattr(restorer, "last_masks", None)  # a restorer that finds the occluder itself
+            if predicted:
+                found = predicted[0] > 0.5
+                row["mask_iou"] = float((found & mask).sum() / max((found | mask).sum(), 1))
             for name, image in (("input", crops[0]), ("restored", restored), ("composite_mask", composed["mask"]),
                                 ("composite_estimated", composed["estimated"])):
                 row[f"l1_mask_{name}"] = l1(image, crops[1], mask)

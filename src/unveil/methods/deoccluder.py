@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, maybe_judge
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
@@ -60,6 +61,8 @@ class DeoccluderConfig(PairOptions, MaskOptions, ExpressionOptions):
     lambda_adv: float = Field(default=1.0, ge=0, description="Weight of the adversarial (real / synthetic) loss.")
     lambda_hybrid: float = Field(default=0.0, ge=0, description="Weight of the adversarial loss on restorations of "
                                                                 "real occluded crops (domain_a; 0: off).")
+    hybrid_mask: bool = Field(default=True, description="The hybrid term also trains the segmentation network: "
+                              "occluder pixels it misses on real crops stay in the restoration and look fake to D.")
     lambda_gp: float = Field(default=10.0, ge=0, description="Gradient-penalty weight (gan_mode wgangp).")
     lr: float = Field(default=2e-4, gt=0)
     beta1: float = Field(default=0.5, ge=0, lt=1)
@@ -94,6 +97,9 @@ class DeoccluderMethod(MethodBase):
 
         self.config = config
         c: DeoccluderConfig = config.model
+        if c.lambda_hybrid > 0 and c.mask_input == "given":
+            raise UnveilError("The hybrid term restores real occluded crops, which come without masks; use mask_input "
+                              "predicted (or none) with lambda_hybrid.")
         self.model = self.module = Deoccluder(c)
         judge = maybe_judge(c)  # before the data: a wrong judge path fails at once
         data = paired_data(config, c, table, root, seed)
@@ -101,9 +107,8 @@ class DeoccluderMethod(MethodBase):
         self.face_size, self.emotions, self.aus = data.face_size, data.emotions, data.aus
         if c.lambda_hybrid > 0:
             real = select(table, config.domain_a, "train", limit=config.max_dataset_size)
-            self.train_set = WithUnpaired(self.train_set, root, real, Augment(config.load_size, config.crop_size,
-                                                                              config.flip, preprocess=config.preprocess),
-                                          seed)
+            augment = Augment(config.load_size, config.crop_size, config.flip, preprocess=config.preprocess)
+            self.train_set = WithUnpaired(self.train_set, root, real, augment, seed)
         self.expression = maybe_expression_loss(c, self.emotions, self.aus, judge)
 
     def describe(self) -> dict[str, Any]:
@@ -129,7 +134,7 @@ class DeoccluderMethod(MethodBase):
             parts["G_expr"] = c.lambda_expr * self.expression(result.out, batch)
         fakes = [result.out]
         if c.lambda_hybrid > 0 and "R" in batch:
-            real_restored = model.restorer(batch["R"]).out
+            real_restored = model.restorer(batch["R"], mask_gradient=c.hybrid_mask).out
             parts["G_hybrid"] = c.lambda_hybrid * model.gan_loss(model.D(real_restored), True)
             fakes.append(real_restored)
         return parts, fakes

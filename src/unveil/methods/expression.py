@@ -117,8 +117,9 @@ class ExpressionLoss:
         self.signal, self.target = options.expr_signal, options.expr_target
         known = self.judge.emotions if self.signal == "emotion" else self.judge.aus
         if not known:
-            raise UnveilError(f"The judge {options.expr_judge} reads no {'emotions' if self.signal == 'emotion' else 'AUs'}"
-                              f"; choose expr_signal {'aus' if self.signal == 'emotion' else 'emotion'} or another judge.")
+            reads, other = ("emotions", "aus") if self.signal == "emotion" else ("AUs", "emotion")
+            raise UnveilError(f"The judge {options.expr_judge} reads no {reads}; choose expr_signal {other} or another "
+                              "judge.")
         wanted = list(emotions if self.signal == "emotion" else aus)
         if self.target == "label":
             unknown = [c for c in wanted if c not in known]

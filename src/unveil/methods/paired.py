@@ -108,12 +108,14 @@ class MaskAwareGenerator(nn.Module):
         if (self.M is None) != (self.mask_input != "predicted"):
             raise ValueError("a segmentation network goes with mask_input predicted, and only with it")
 
-    def forward(self, a: torch.Tensor, given: torch.Tensor | None = None) -> Restored:
-        """Restore ``a`` (N, 3, H, W) in [-1, 1]; ``given`` is the true / given mask (N, 1, H, W) in {0, 1}."""
+    def forward(self, a: torch.Tensor, given: torch.Tensor | None = None, mask_gradient: bool = False) -> Restored:
+        """Restore ``a`` (N, 3, H, W) in [-1, 1]; ``given`` is the true / given mask (N, 1, H, W) in {0, 1}.
+        A predicted mask is detached (G learns from it, M only from its own loss) unless ``mask_gradient``."""
         logits = mask = None
         if self.mask_input == "predicted":
             logits = self.M(a)
-            mask = torch.sigmoid(logits.float()).detach().to(a.dtype)  # G learns from the mask, never M from G
+            mask = torch.sigmoid(logits.float()).to(a.dtype)
+            mask = mask if mask_gradient else mask.detach()
         elif self.mask_input == "given":
             if given is None:
                 raise UnveilError("This restorer takes the occluder mask as input (mask_input given); give it "

@@ -49,7 +49,8 @@ class Pix2PixConfig(PairOptions, MaskOptions, ExpressionOptions):
     ngf: int = Field(default=64, ge=1, description="Generator width (filters in the first layer).")
     ndf: int = Field(default=64, ge=1, description="Discriminator width.")
     netG: Literal["unet_256", "unet_128", "unet_64", "resnet_9blocks", "resnet_6blocks"] = Field(
-        default="unet_256", description="unet_256 / unet_128 / unet_64 take sides that are multiples of 256 / 128 / 64.")
+        default="unet_256", description="U-Nets take sides that are multiples of 256 / 128 / 64 (unet_64: not in the "
+                                        "reference).")
     netD: Literal["basic", "n_layers", "pixel"] = Field(default="basic", description="basic: the 70x70 PatchGAN.")
     n_layers_D: int = Field(default=3, ge=1)
     norm: Literal["batch", "instance", "none"] = "batch"

@@ -18,7 +18,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 class OcclusionSegmenter(nn.Module):
     """RGB in [-1, 1] -> occluder logits (1 channel; sigmoid > 0.5 = hidden). ``width`` channels at full
-    resolution, doubling over three stride-2 stages (width 16: 0.12 M parameters)."""
+    resolution, doubling over three stride-2 stages (width 16: 0.44 M parameters; a test checks)."""
 
     def __init__(self, width: int = 16, in_channels: int = 3) -> None:
         super().__init__()
@@ -41,7 +41,8 @@ class OcclusionSegmenter(nn.Module):
         h = skips.pop()
         for stage in self.up:
             skip = skips.pop()
-            h = stage(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+            up = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = stage(torch.cat([up, skip], 1))
         return self.head(h)[..., :height, :width]
 
 
