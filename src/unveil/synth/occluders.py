@@ -206,9 +206,10 @@ def held_out_colour(rng: np.random.Generator, distance: float = 80.0) -> np.ndar
 
 class RandomSensors:
     """Electrodes and cables in looks the benchmark never draws, to train restorers whose test sensors they have
-    not seen: 8-62 electrodes (discs, squares or ellipses of one random size) at random, sometimes mirrored, sites
-    on the face, in colours away from the benchmark's white patches, with cables of one to three other colours
-    leaving up, sideways or down, and a few tapes; no white patches, no red or white cables, no swabs."""
+    not seen: 8-90 electrodes (discs, squares or ellipses of one random size) at random, sometimes mirrored, sites
+    on the face (montages from sparse to denser than the benchmark's, whose sensors hide half the face crop), in
+    colours away from the benchmark's white patches, with cables of one to three other colours leaving up, sideways
+    or down, and a few tapes; no white patches, no red or white cables, no swabs."""
 
     name = "sensors"
 
@@ -217,7 +218,7 @@ class RandomSensors:
 
         from unveil.synth.render import face_outline  # local: render imports nothing from here
 
-        n = int(rng.integers(8, 63))
+        n = int(rng.integers(8, 91))
         face = Polygon(face_outline(identity, identity.shape))
         candidates = rng.uniform([-0.8, -0.8], [0.8, 1.1], (8 * n, 2))
         inside = candidates[face.contains_points(candidates)]
@@ -235,7 +236,7 @@ class RandomSensors:
         self.snap = held_out_colour(rng) if rng.uniform() < 0.6 else None
         self.cable_colours = [held_out_colour(rng) for _ in range(int(rng.integers(1, 4)))]
         self.cable_of = rng.integers(0, len(self.cable_colours), len(sites))
-        self.cable_width = rng.uniform(0.02, 0.06)
+        self.cable_width = rng.uniform(0.02, 0.08)
         self.has_cables = bool(rng.uniform() < 0.85)
         exit_side = str(rng.choice(["up", "sides", "down", "mixed"]))
         routes = []
