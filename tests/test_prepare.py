@@ -168,3 +168,16 @@ def test_loader_repeats_with_any_worker_count(prepared: Path) -> None:
     serial, parallel = first_batches(0, 0), first_batches(2, 0)
     assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(serial, first_batches(0, 1), strict=True))
+
+
+def test_condition_keeps_only_those_recordings_and_an_unmatched_one_is_a_sentence(benchmark: Path,
+                                                                                   tmp_path: Path) -> None:
+    manifest = load_manifest(benchmark / "manifest.yaml")
+    result = unveil("prepare", str(benchmark / "manifest.yaml"), "-o", str(tmp_path / "normal"), "--crop", "none",
+                    "--fraction", "0.05", "--condition", "normal", "--quiet")
+    assert result.returncode == 0, result.stderr
+    samples = pd.read_parquet(tmp_path / "normal" / "samples.parquet")
+    assert set(samples["recording"]) == {r.id for r in manifest.recordings if r.condition == "normal"}
+    result = unveil("prepare", str(benchmark / "manifest.yaml"), "-o", str(tmp_path / "none"), "--condition",
+                    "outdoors", "--quiet")
+    assert result.returncode == 2 and "--condition" in result.stderr and "Traceback" not in result.stderr

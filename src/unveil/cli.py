@@ -141,6 +141,8 @@ def prepare(
         help="Frames without a face (crop=track): hold the last box, or mark and skip them. \\[default: hold]")] = None,
     detector: Annotated[Optional[str], typer.Option(help="mediapipe or haar. \\[default: mediapipe]")] = None,
     subject: Annotated[Optional[list[str]], typer.Option(help="Only this subject (repeatable).")] = None,
+    condition: Annotated[Optional[list[str]], typer.Option(
+        help="Only recordings of this condition, e.g. normal (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these options.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel processes. \\[default: one per CPU core]")] = None,
@@ -167,7 +169,7 @@ def prepare(
     cfg = _options(PrepareConfig, config, {"crop": crop, "box": _box(box), "load_size": load_size,
                                            "fraction": fraction, "sampling": sampling, "val_fraction": val_fraction,
                                            "no_face": no_face, "detector": detector, "subjects": subject,
-                                           "seed": seed})
+                                           "conditions": condition, "seed": seed})
     _check_workers(workers)
     start = time.perf_counter()
     result = run_prepare(load_manifest(manifest), out, cfg, workers=workers, progress=not quiet)

@@ -56,6 +56,8 @@ class PrepareConfig(Config):
     seed: int = Field(default=0, ge=0)
     image_format: Literal["png", "jpg"] = "png"
     subjects: list[str] | None = Field(default=None, description="Only these subjects (default: all).")
+    conditions: list[str] | None = Field(default=None, description="Only recordings of these conditions, e.g. "
+                                         "normal for an AU model's training crops (default: all).")
 
     @field_validator("box")
     @classmethod
@@ -257,9 +259,10 @@ def prepare(manifest: Manifest, out: str | os.PathLike[str], config: PrepareConf
     """
     config = config or PrepareConfig()
     folder = ensure_dir(out).resolve()
-    recordings = [r for r in manifest.recordings if config.subjects is None or r.subject in config.subjects]
+    recordings = [r for r in manifest.recordings if (config.subjects is None or r.subject in config.subjects)
+                  and (config.conditions is None or r.condition in config.conditions)]
     if not recordings:
-        raise UnveilError("No recording matches; check the manifest and --subjects.")
+        raise UnveilError("No recording matches; check the manifest, --subject and --condition.")
     unknown = set(config.subjects or []) - {r.subject for r in manifest.recordings}
     if unknown:
         raise UnveilError(f"The manifest has no subject {', '.join(sorted(unknown))}.")
