@@ -256,3 +256,19 @@ def test_cli_trains_from_a_manifest(tmp_path: Path) -> None:
     del manifest
     missing = unveil("train", "cyclegan", "--run", str(tmp_path / "r2"))
     assert missing.returncode == 2 and "Give --samples" in missing.stderr
+
+
+def test_a_time_limited_bar_shows_the_time_left_not_an_estimate_of_days() -> None:
+    from rich.progress import Progress
+
+    from unveil.progress import DeadlineColumn
+
+    with Progress(disable=True) as bars:
+        task = bars.add_task("train", total=1_000_000)  # 1 step per 0.1 s: about 28 hours to go
+        bars.advance(task, 1)
+        time.sleep(0.1)
+        bars.advance(task, 1)
+        soon = DeadlineColumn(time.monotonic() + 125).render(bars.tasks[0]).plain
+        late = DeadlineColumn(time.monotonic() + 10**7).render(bars.tasks[0]).plain
+    assert soon in ("0:02:05 (time limit)", "0:02:04 (time limit)")
+    assert "time limit" not in late and late.count(":") == 2

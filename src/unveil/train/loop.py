@@ -269,7 +269,8 @@ class Trainer:
             writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         per_epoch = math.ceil(len(self.train_set) / self.world / config.batch_size)
         total = (config.total_epochs - self.epoch + 1) * per_epoch - self.batch
-        with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main) as advance:
+        with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main,
+                          deadline=deadline) as advance:
             while self.epoch <= config.total_epochs:
                 started = time.perf_counter()
                 if hasattr(self.train_set, "set_epoch"):
