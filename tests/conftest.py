@@ -30,7 +30,7 @@ def tiny_prepared(root: Path, fraction: float) -> Path:
     return root / "prepared"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared test data folder {SHARED_DATA} is not present")

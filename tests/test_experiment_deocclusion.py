@@ -36,15 +36,6 @@ def photos(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     return folder / "prepared"
 
 
-@pytest.fixture(scope="module")
-def shared_data() -> Path:
-    from conftest import SHARED_DATA
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"the shared test data folder {SHARED_DATA} is not present")
-    return SHARED_DATA
-
-
 @pytest.mark.slow
 def test_the_experiment_writes_the_table_for_every_arm_and_judge(photos: Path, tmp_path: Path) -> None:
     config = DeocclusionConfig(samples=str(photos), methods=["deoccluder"], minutes=0.05, examples=3)

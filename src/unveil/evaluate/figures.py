@@ -151,7 +151,7 @@ def frame_strip(manifest: Manifest, restored: Path | None, path: Path, task: str
 
 def _moments(table: pd.DataFrame | None, count: int) -> list[tuple[str, int]]:
     """(event, frame) at the middle of the first occurrence of each distinct non-neutral event, up to ``count``;
-    evenly spaced frames (event '') when the recording has no event column."""
+    none when the recording has no event column."""
     if table is None or "event" not in table.columns:
         return []
     runs = (table["event"] != table["event"].shift()).cumsum()
@@ -185,12 +185,12 @@ def moment_strips(manifest: Manifest, restored: Path | None, folder: Path, count
                 n = occluded.n_frames or 1
                 moments = [("", int(i)) for i in np.linspace(0, n - 1, count + 2)[1:-1]]
             normal_at = dict(_moments(_frames_table(manifest, normal), len(moments) * 3))
-            sources: list[tuple[str, Path | None, list[int]]] = [("S sensor", manifest.resolve(occluded.media),
-                                                                  [f for _, f in moments])]
+            at = [f for _, f in moments]
+            sources: list[tuple[str, Path | None, list[int]]] = [("S sensor", manifest.resolve(occluded.media), at)]
             if restored is not None and (restored / f"{occluded.id}.mp4").is_file():
-                sources.append(("C restored", restored / f"{occluded.id}.mp4", [f for _, f in moments]))
+                sources.append(("C restored", restored / f"{occluded.id}.mp4", at))
             if occluded.ground_truth:
-                sources.append(("G hidden truth", manifest.resolve(occluded.ground_truth), [f for _, f in moments]))
+                sources.append(("G hidden truth", manifest.resolve(occluded.ground_truth), at))
             if normal is not None:
                 sources.append(("N normal", manifest.resolve(normal.media),
                                 [normal_at.get(e, f) for e, f in moments]))

@@ -340,10 +340,10 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
         judge = load_judge(spec)
         for arm, paths in images.items():
             predicted = judge_predictions(judge, paths, classes, device)
-            hits[arm, judge_name] = predicted == truth
-            low, high = bootstrap_interval(hits[arm, judge_name], photos, seed=config.seed)
+            correct = hits[arm, judge_name] = predicted == truth
+            low, high = bootstrap_interval(correct, photos, seed=config.seed)
             rows.append({"arm": arm, "name": ARM_NAMES[arm], "judge": judge_name,
-                         "accuracy": float((predicted == truth).mean()), "low": low, "high": high,
+                         "accuracy": float(correct.mean()), "low": low, "high": high,
                          "macro_f1": float(f1_score(truth, predicted, average="macro", labels=range(len(classes)))),
                          "faces": len(truth)})
             confusion[f"{arm}/{judge_name}"] = confusion_matrix(truth, predicted, labels=range(len(classes)))
