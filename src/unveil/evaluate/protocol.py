@@ -305,7 +305,8 @@ def format_table(pairs: pd.DataFrame, values: tuple[str, ...] = ("dtw", "mape"),
 # -- image metrics against the hidden truth ------------------------------------------------------------------
 
 def image_scores(manifest: Manifest, restored: Path | None, every: int, progress: bool = True) -> pd.DataFrame:
-    """PSNR and SSIM of S and C against the hidden clean frames (whole frame) and L1 inside the occluder mask."""
+    """PSNR and SSIM of S and C against the hidden clean frames (whole frame), L1 and PSNR inside the occluder
+    mask (where a restorer has to invent the face)."""
     from unveil.data.video import read_frames
     from unveil.metrics.images import l1, psnr, ssim
     from unveil.progress import progress_bar
@@ -329,7 +330,8 @@ def image_scores(manifest: Manifest, restored: Path | None, every: int, progress
                     rows.append({"subject": rec.subject, "task": rec.task, "recording": rec.id,
                                  "pair": f"G-{kind}", "frame": frame.index,
                                  "psnr": psnr(frame.image, clean.image), "ssim": ssim(frame.image, clean.image),
-                                 "l1_mask": l1(frame.image, clean.image, mask)})
+                                 "l1_mask": l1(frame.image, clean.image, mask),
+                                 "psnr_mask": psnr(frame.image, clean.image, mask)})
             advance(1)
     return pd.DataFrame(rows)
 
@@ -437,7 +439,7 @@ def evaluate(manifest: Manifest, out: str | os.PathLike[str], restored: str | os
     animation = side_by_side_animation(manifest, restored_dir, figures_dir / "side_by_side.gif")
     summary["pictures"] = [p.name for p in [*pictures, *([animation] if animation else [])]]
     if len(images):
-        table = format_table(images, ("psnr", "ssim", "l1_mask"))
+        table = format_table(images, ("psnr", "ssim", "l1_mask", "psnr_mask"))
         _write_table(table, tables_dir / "images", "Pixels against the hidden clean frames (G)")
         summary["tables"]["images"] = table.to_dict()
     if len(perceptual):
