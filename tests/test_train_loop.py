@@ -165,7 +165,7 @@ def test_all_processes_stop_at_rank_zeros_time_limit(samples: Path, tmp_path: Pa
         config = TrainConfig(model=CycleGANConfig(ngf=4, ndf=4, netG="resnet_6blocks"), n_epochs=1,
                              n_epochs_decay=0, load_size=36, crop_size=32, batch_size=1, time_limit=1e-9)
         result = train({str(samples)!r}, {str(tmp_path / "run")!r}, config, progress=False)
-        print("rank", os.environ["RANK"], "complete", result.complete)
+        os.write(1, f"rank {{os.environ['RANK']}} complete {{result.complete}}\\n".encode())  # one write: no interleaving
     """))
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(script)], capture_output=True, text=True, timeout=300,
