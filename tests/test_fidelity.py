@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from unveil.data.manifest import Manifest, Recording
-from unveil.evaluate.fidelity import FidelityOptions, bootstrap_weights, expression_fidelity
+from unveil.evaluate.fidelity import FidelityOptions, expression_fidelity
+from unveil.metrics.bootstrap import hierarchical_weights
 
 FPS, FRAMES = 10.0, 240
 AUS = ("AU04", "AU12")
@@ -160,7 +161,7 @@ def test_missing_faces_read_as_the_mean_expression_and_a_spurious_smile_is_flagg
 
 def test_the_bootstrap_draws_subjects_then_blocks() -> None:
     subjects = np.array(["A"] * 5 + ["B"] * 5)
-    weights = bootstrap_weights(subjects, 400, seed=3)
+    weights = hierarchical_weights(subjects, 400, seed=3)
     assert weights.shape == (400, 10) and np.all(weights.sum(1) == 10)
     only_a = (weights[:, 5:] == 0).all(1)  # both draws were subject A: about a quarter of the resamples
     assert 0.15 < only_a.mean() < 0.35

@@ -26,6 +26,7 @@ import pandas as pd
 from unveil.data.manifest import Manifest, Recording
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES
+from unveil.metrics.bootstrap import hierarchical_weights, percentile_interval
 
 Calibration = Literal["subject", "pooled", "none"]
 KINDS = ("S", "C", "G")
@@ -129,28 +130,6 @@ def fit_calibration(normal: list[tuple[str, pd.DataFrame]], aus: list[str], mode
 
 # -- the bootstrap -------------------------------------------------------------------------------------------
 
-def bootstrap_weights(subjects: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, blocks) counts of a hierarchical bootstrap: draw subjects with replacement, then each drawn
-    subject's blocks with replacement. ``subjects`` names each block's subject."""
-    rng = np.random.default_rng(seed)
-    names = np.unique(subjects)
-    members = [np.flatnonzero(subjects == s) for s in names]
-    weights = np.zeros((resamples, len(subjects)))
-    for b in range(resamples):
-        for s in rng.integers(0, len(names), len(names)):
-            np.add.at(weights[b], rng.choice(members[s], len(members[s])), 1.0)
-    return weights
-
-
-def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size < 0.5 * values.size or not finite.size:
-        return float("nan"), float("nan")
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def recovered(err_s: np.ndarray, err_c: np.ndarray, err_g: np.ndarray, floor: np.ndarray, min_gap: float
               ) -> np.ndarray:
     """(err(S) - err(C)) / (err(S) - err(G)); NaN where the sensors do not hurt (the gap is below ``min_gap``
@@ -248,14 +227,15 @@ def _au_fidelity(frames: pd.DataFrame, aus: list[str], options: FidelityOptions
 
     point = capped({k: v.sum(0) for k, v in errors.items()}, float(len(frames)))
     counts, sums, subjects = _block_sums(frames, errors)
-    weights = bootstrap_weights(subjects, options.resamples, options.seed)
+    weights = hierarchical_weights(subjects, options.resamples, options.seed)
     boot = capped({k: weights @ v for k, v in sums.items()}, weights @ counts)
 
     per_au = recovered(point["S"], point["C"], point["G"], point["floor"], options.min_gap)
     boot_au = recovered(boot["S"], boot["C"], boot["G"], boot["floor"], options.min_gap)
     rows = []
     for j, au in enumerate(aus):
-        low, high = _interval(boot_au[:, j], options.level) if np.isfinite(per_au[j]) else (np.nan, np.nan)
+        low, high = (percentile_interval(boot_au[:, j], options.level) if np.isfinite(per_au[j])
+                     else (np.nan, np.nan))
         row = {"au": au, **{f"mae_{k}": float(np.abs(predicted[k][:, j] - truth[:, j]).mean()) for k in KINDS},
                **{f"err_{k}": float(point["raw"][k][j]) for k in KINDS}, "floor": float(point["floor"][j]),
                **{f"r_{k}": _pearson(frames[f"{k}_{au}"].to_numpy(float), truth[:, j]) for k in KINDS},
@@ -264,8 +244,8 @@ def _au_fidelity(frames: pd.DataFrame, aus: list[str], options: FidelityOptions
     overall_point = {k: float(point[k].mean()) for k in (*KINDS, "floor")}
     overall_boot = {k: boot[k].mean(axis=1) for k in (*KINDS, "floor")}
     value = float(recovered(*(overall_point[k] for k in (*KINDS, "floor")), options.min_gap))
-    low, high = (_interval(recovered(*(overall_boot[k] for k in (*KINDS, "floor")), options.min_gap), options.level)
-                 if np.isfinite(value) else (np.nan, np.nan))
+    boot_overall = recovered(*(overall_boot[k] for k in (*KINDS, "floor")), options.min_gap)
+    low, high = percentile_interval(boot_overall, options.level) if np.isfinite(value) else (np.nan, np.nan)
     overall = {**{f"err_{k}": overall_point[k] for k in KINDS}, "floor": overall_point["floor"],
                "error": options.error, "recovered": value, "low": low, "high": high, "frames": int(len(frames)),
                "subjects": int(frames["subject"].nunique()), "level": options.level}
@@ -293,13 +273,13 @@ def _emotion_fidelity(frames: pd.DataFrame, emotions: list[str], options: Fideli
     hits = {k: (chosen[f"{k}_emotion"].to_numpy(object) == truth).astype(float) for k in KINDS}
     majority = float(pd.Series(truth).value_counts(normalize=True).iloc[0])
     counts, sums, subjects = _block_sums(chosen, hits)
-    weights = bootstrap_weights(subjects, options.resamples, options.seed + 1)
+    weights = hierarchical_weights(subjects, options.resamples, options.seed + 1)
     point = {k: max(float(v.mean()), majority) for k, v in hits.items()}
     boot = {k: np.maximum((weights @ sums[k])[:, 0] / (weights @ counts), majority) for k in KINDS}
     # accuracy rises where error falls: the same ratio on 1 - accuracy
     value = float(recovered(1 - point["S"], 1 - point["C"], 1 - point["G"], 1 - majority, options.min_gap))
-    low, high = _interval(recovered(1 - boot["S"], 1 - boot["C"], 1 - boot["G"], 1 - majority, options.min_gap),
-                          options.level)
+    low, high = percentile_interval(recovered(1 - boot["S"], 1 - boot["C"], 1 - boot["G"], 1 - majority,
+                                              options.min_gap), options.level)
     return {**{f"acc_{k}": float(v.mean()) for k, v in hits.items()}, "majority": majority, "recovered": value,
             "low": low, "high": high, "frames": int(len(chosen)), "level": options.level}
 

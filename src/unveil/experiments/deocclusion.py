@@ -31,6 +31,7 @@ from unveil.data.pairs import check_occluders, crop_landmarks, synthesize_occlus
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 from unveil.methods.paired import emotion_classes
+from unveil.metrics.bootstrap import group_mean_interval
 from unveil.progress import progress_bar
 
 #: The trained arms: method, preset and model options (beyond the shared data options) of each.
@@ -341,7 +342,7 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
         for arm, paths in images.items():
             predicted = judge_predictions(judge, paths, classes, device)
             correct = hits[arm, judge_name] = predicted == truth
-            low, high = bootstrap_interval(correct, photos, seed=config.seed)
+            low, high = group_mean_interval(correct, photos, seed=config.seed)
             rows.append({"arm": arm, "name": ARM_NAMES[arm], "judge": judge_name,
                          "accuracy": float(correct.mean()), "low": low, "high": high,
                          "macro_f1": float(f1_score(truth, predicted, average="macro", labels=range(len(classes)))),
@@ -354,7 +355,7 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
             if arm in ("clean", "occluded", baseline) or (baseline, judge_name) not in hits:
                 continue
             gain = correct.astype(float) - hits[baseline, judge_name]
-            low, high = bootstrap_interval(gain, photos, seed=config.seed)
+            low, high = group_mean_interval(gain, photos, seed=config.seed)
             differences.append({"arm": arm, "baseline": baseline, "judge": judge_name, "difference": float(gain.mean()),
                                 "low": low, "high": high})
     result = DeocclusionResult(pd.DataFrame(rows), classes, confusion, differences=pd.DataFrame(differences))
@@ -363,17 +364,6 @@ def run_deocclusion(config: DeocclusionConfig, out: str | os.PathLike[str], prog
     result.files = write_results(result, test, images, described, config, folder)
     result.files["predictions"] = folder / "predictions.parquet"
     return result
-
-
-def bootstrap_interval(values: np.ndarray, groups: np.ndarray, resamples: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` (per test item) resampling whole groups (the occluded copies
-    of one photo are not independent) with replacement."""
-    n = int(groups.max()) + 1
-    sums, counts = np.bincount(groups, values, n), np.bincount(groups, minlength=n).astype(float)
-    draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
-    means = sums[draws].sum(1) / counts[draws].sum(1)
-    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
 
 
 def check_judge(spec: str, classes: list[str], config: DeocclusionConfig) -> None:
