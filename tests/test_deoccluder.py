@@ -153,6 +153,47 @@ def test_restore_fills_an_occluder_that_leaves_the_face_box(tmp_path: Path) -> N
     assert np.array_equal(kept[below], occluded[below])
 
 
+class _ColourSegmenter(GeneratorRestorer):
+    """An identity restorer whose "segmentation network" marks every strongly red or blue pixel: it finds the
+    cable, and also a purple shirt it was never trained on (what a network trained on face crops does)."""
+
+    segments = True
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        r, b = image[..., 0].astype(int), image[..., 2].astype(int)
+        return ((r > 150) & (image[..., 1] < 80) | (b > 150) & (image[..., 1] < 80)).astype(np.float32)
+
+
+def test_a_clean_frame_of_the_camera_keeps_the_shirt_and_removes_the_cable(tmp_path: Path) -> None:
+    from unveil.restore import restore
+
+    frame = np.tile(np.linspace(60, 180, 96, dtype=np.uint8)[None, :, None], (96, 1, 3))
+    frame[80:, 10:86] = (120, 60, 200)  # a purple shirt, in the normal recording too
+    cable = np.zeros((96, 96), np.uint8)
+    cv2.line(cable, (48, 40), (70, 79), 255, 3)  # from the face down to the shirt
+    occluded = frame.copy()
+    occluded[cable > 0] = (200, 30, 30)
+    for name, image in (("in.png", occluded), ("clean.png", frame)):
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    restorer = _ColourSegmenter(nn.Identity(), 32, torch.device("cpu"), "identity")
+    box = (24.0, 16.0, 48.0, 48.0)  # the cable leaves it at the bottom
+    shirt = np.zeros(cable.shape, bool)
+    shirt[86:, 14:82] = True  # the shirt, a few pixels away from the cable's end
+    outputs = {}
+    for name, reference in (("with", tmp_path / "clean.png"), ("without", None)):
+        restore(restorer, tmp_path / "in.png", tmp_path / f"{name}.png", box=box, reference=reference, progress=False)
+        outputs[name] = cv2.cvtColor(cv2.imread(str(tmp_path / f"{name}.png")), cv2.COLOR_BGR2RGB).astype(int)
+    assert not np.array_equal(outputs["without"][shirt], occluded[shirt])  # the shirt taken for an occluder
+    assert np.array_equal(outputs["with"][shirt], occluded[shirt])  # the clean frame says it was always there
+    below = np.zeros_like(cable, bool)
+    below[66:78] = cable[66:78] > 0  # the cable under the box, above the shirt
+    assert np.abs(outputs["with"][below] - frame[below].astype(int)).max(axis=1).mean() < 25  # red gone
+    with pytest.raises(UnveilError, match="same camera"):
+        cv2.imwrite(str(tmp_path / "small.png"), frame[:50])
+        restore(restorer, tmp_path / "in.png", tmp_path / "bad.png", box=box, reference=tmp_path / "small.png",
+                progress=False)
+
+
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny sEMG benchmark (64 px frames, one subject) prepared into 72 px crops of whole frames."""

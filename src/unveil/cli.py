@@ -463,6 +463,10 @@ def restore(
     outside: Annotated[str, typer.Option(help="Occluder pixels beyond the face box (from --mask, or the restorer's "
                                               "segmentation network on the whole frame): inpaint them from their "
                                               "surroundings, or keep them.")] = "inpaint",
+    reference: Annotated[Optional[Path], typer.Option(
+        help="A clean frame of the same camera (an image, or a video: its median frame): the restorer's found "
+             "occluder outside the face box is filled only where the frame differs from it. A manifest uses each "
+             "session's normal recording.")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and output next to each other.")]
         = False,
     mask_out: Annotated[Optional[Path], typer.Option(
@@ -487,15 +491,15 @@ def restore(
 
         if not checkpoint.is_dir():
             raise UnveilError(f"To restore a manifest, give the folder of per-subject runs, not {checkpoint}.")
-        if mask_out is not None or side_by_side:
-            raise UnveilError("--mask-out and --side-by-side take one input, not a manifest.")
+        if mask_out is not None or side_by_side or reference is not None:
+            raise UnveilError("--mask-out, --side-by-side and --reference take one input, not a manifest.")
         outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
                                      outside=outside, device=device, resume=resume, progress=not quiet)  # type: ignore[arg-type]
         typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
         return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
                          side_by_side=side_by_side, mask_out=mask_out, batch_size=batch_size, device=device,
-                         outside=outside, progress=not quiet)  # type: ignore[arg-type]
+                         outside=outside, reference=reference, progress=not quiet)  # type: ignore[arg-type]
     typer.echo(f"{result.frames} frames restored -> {result.output}"
                + (f"; {result.occluded_share:.0%} of the face box from the restorer -> {mask_out}" if mask_out else ""))
 

@@ -33,9 +33,10 @@ Outside = Literal["inpaint", "keep"]
 
 
 def frame_occlusion(restorer: Restorer, image: np.ndarray, transform: CropTransform,
-                    hidden: np.ndarray | None) -> np.ndarray | None:
+                    hidden: np.ndarray | None, reference: np.ndarray | None = None) -> np.ndarray | None:
     """Where the occluder is in the whole frame (bool), beyond the face box too: the given mask, else the
-    restorer's segmentation network run on the frame scaled as the crop is; None when neither exists."""
+    restorer's segmentation network run on the frame scaled as the crop is, kept only where the frame differs
+    from ``reference`` (a clean frame of the same camera) when one is given; None when neither exists."""
     if hidden is not None:
         return hidden > 127
     if not getattr(restorer, "segments", False):
@@ -45,7 +46,34 @@ def frame_occlusion(restorer: Restorer, image: np.ndarray, transform: CropTransf
     small = cv2.resize(image, (max(8, round(width * scale)), max(8, round(height * scale))),
                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     mask = restorer.segment(small)  # type: ignore[attr-defined]
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    found = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    return found if reference is None else found & changed_from(image, reference)
+
+
+def changed_from(image: np.ndarray, reference: np.ndarray, threshold: float = 0.1, grow: int = 2) -> np.ndarray:
+    """Pixels of ``image`` that differ from ``reference`` by more than ``threshold`` of the value range in any
+    channel, grown by ``grow`` pixels (an occluder's blended edge): a segmentation network trained on face crops
+    has never seen a background or a shirt, and marks some; a clean frame of the same camera (the session's normal
+    recording) tells them from a cable that was not there."""
+    change = np.abs(image.astype(np.int16) - reference.astype(np.int16)).max(axis=2) > threshold * 255
+    if grow:
+        change = cv2.dilate(change.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
+    return change
+
+
+def reference_frame(source: str | os.PathLike[str], frames: int = 25) -> np.ndarray:
+    """A clean frame of a camera: the per-pixel median of ``frames`` frames spread over a video (a moving face
+    drops out of the background), or the image itself."""
+    from unveil.data.video import read_frames
+
+    path = Path(source)
+    if not path.is_file():
+        raise UnveilError(f"The reference {path} does not exist.")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return next(iter(read_media(path))).image
+    count = probe(path).n_frames or frames
+    chosen = set(np.linspace(0, count - 1, min(frames, count)).astype(int).tolist())
+    return np.median(np.stack([f.image for f in read_frames(path, only=chosen)]), axis=0).astype(np.uint8)
 
 
 def fill_outside(frame: np.ndarray, occluded: np.ndarray, box_weight: np.ndarray, grow: int = 1
@@ -88,8 +116,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
             crop: Literal["fixed", "track", "none"] = "fixed", box: tuple[float, float, float, float] | None = None,
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
             side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
-            device: str = "auto", feather: float = 0.06, outside: Outside = "inpaint", progress: bool = True
-            ) -> RestoreResult:
+            device: str = "auto", feather: float = 0.06, outside: Outside = "inpaint",
+            reference: str | os.PathLike[str] | np.ndarray | None = None, progress: bool = True) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind) with
     ``checkpoint`` (a checkpoint of any restoring method, or a loaded :class:`~unveil.restorers.Restorer`).
 
@@ -100,7 +128,9 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     pixel that comes from the restorer (255) rather than the input (0): a PNG for an image input, else a lossless
     .mkv or a folder of PNGs. ``outside``: where the occluder reaches beyond the face box (known from the given
     ``mask``, or from the restorer's segmentation network run on the whole frame), ``inpaint`` fills those pixels
-    from their surroundings (:func:`fill_outside`); ``keep`` leaves them.
+    from their surroundings (:func:`fill_outside`); ``keep`` leaves them. ``reference``: a clean frame of the same
+    camera (an image, or a video whose median frame is taken): a found occluder pixel outside the box is filled only
+    where the frame differs from it (:func:`changed_from`).
     """
     src, target = Path(source), Path(out)
     if not src.exists():
@@ -118,6 +148,7 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
         raise UnveilError(f"Write the mask of an image as .png (lossless), not {mask_target}.")
     if mask_target is not None and not is_image and mask_target.suffix.lower() not in ("", ".mkv"):
         raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
+    clean = reference_frame(reference) if isinstance(reference, (str, os.PathLike)) else reference
     restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device)
     restorer.reset()
     info = None if is_image else probe(src)
@@ -150,7 +181,10 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
         for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops, contexts), strict=True):
             result, weight = _composite(image, transform, crop, output, hidden, composite, threshold, feather, shares,
                                         share_map=mask_target is not None)
-            occluded = frame_occlusion(restorer, image, transform, hidden) if outside == "inpaint" else None
+            if clean is not None and clean.shape != image.shape:
+                raise UnveilError(f"The reference frame is {clean.shape[1]}x{clean.shape[0]}, the frames of {src} "
+                                  f"{image.shape[1]}x{image.shape[0]}; give a clean frame of the same camera.")
+            occluded = frame_occlusion(restorer, image, transform, hidden, clean) if outside == "inpaint" else None
             if occluded is not None:
                 result, filled = fill_outside(result, occluded, transform.paste_weight(*image.shape[:2], feather))
                 if weight is not None:
@@ -261,8 +295,10 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
                        ) -> dict[str, Path]:
     """Restore every occluded recording of ``manifest`` with its subject's model into ``out/<recording id>.mp4``
     (the C videos of seed 000's protocol). The face box of each recording is the one ``unveil prepare`` used
-    (``samples``), else the session's box estimated from its normal recordings. ``resume`` keeps outputs that
-    already exist (an interrupted run continues where it stopped); otherwise every video is written anew."""
+    (``samples``), else the session's box estimated from its normal recordings. With ``outside`` inpaint and a
+    restorer that segments, the session's normal recording (same subject and session, the same task if there is
+    one) gives the clean reference frame (:func:`reference_frame`). ``resume`` keeps outputs that already exist
+    (an interrupted run continues where it stopped); otherwise every video is written anew."""
     from unveil.data.prepare import recording_boxes
 
     occluded = [r for r in manifest.recordings if r.condition == "occluded"]
@@ -273,6 +309,18 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
     outputs = {}
     made_by = restorers_of(folder) if resume else {}
     loaded: dict[Path, Restorer] = {}
+    references: dict[Path, np.ndarray] = {}
+
+    def reference_of(rec, restorer: Restorer) -> np.ndarray | None:  # noqa: ANN001 - a Recording
+        normal = [r for r in manifest.recordings if r.condition == "normal" and r.subject == rec.subject
+                  and r.session == rec.session]
+        if outside != "inpaint" or not getattr(restorer, "segments", False) or not normal:
+            return None
+        path = manifest.resolve(next((r for r in normal if r.task == rec.task), normal[0]).media)
+        if path not in references:
+            references[path] = reference_frame(path)
+        return references[path]
+
     with progress_bar(len(occluded), "restore recordings", progress) as advance:
         for rec in occluded:
             target = folder / f"{rec.id}.mp4"
@@ -284,7 +332,7 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
                 result = restore(loaded[checkpoint], manifest.resolve(rec.media), target,
                                  box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,
                                  mask=manifest.resolve(rec.mask) if composite == "mask" else None, batch_size=16,
-                                 outside=outside, progress=False)
+                                 outside=outside, reference=reference_of(rec, loaded[checkpoint]), progress=False)
                 made_by[rec.id] = result.restorer + (f", composite {composite}" if composite != "none" else "")
                 write_text_atomic(folder / RESTORERS_FILE, json.dumps(made_by, indent=1))
             outputs[rec.id] = target
