@@ -35,7 +35,7 @@ DEMO_PREPARE = PrepareConfig(fraction=0.04, load_size=143)
 # not the benchmark's drawn ones): pairs from the subject's normal crops with sensors drawn in the benchmark's
 # look at random layouts (``semg``: a user draws their own sensors' look; the README's benchmark rows hold the look
 # out), three copies of each crop per epoch, the hybrid term on its real sensor crops; the sensors are found by its
-# own segmentation network, never by the true mask. 2 + 1 epochs (about 270 steps, 3 minutes per subject): a fixed
+# own segmentation network, never by the true mask. 2 + 1 epochs (about 285 steps, 3 minutes per subject): a fixed
 # number, not a time limit, so that a seed gives the same restorer on any machine.
 DEMO_TRAIN = TrainConfig(method="deoccluder", **{
     **deoccluder.CPU_PRESET, "n_epochs": 2, "n_epochs_decay": 1,
