@@ -56,9 +56,13 @@ def changed_from(image: np.ndarray, reference: np.ndarray, threshold: float = 0.
     has never seen a background or a shirt, and marks some; a clean frame of the same camera (the session's normal
     recording) tells them from a cable that was not there."""
     change = np.abs(image.astype(np.int16) - reference.astype(np.int16)).max(axis=2) > threshold * 255
-    if grow:
-        change = cv2.dilate(change.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
-    return change
+    return grown(change, grow) > 0 if grow else change
+
+
+def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` (bool or uint8) dilated by ``pixels`` in a square neighbourhood, as uint8: an occluder's colour
+    bleeds a few pixels past its outline (the numpy twin of :func:`unveil.nets.segmentation.grow_mask`)."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8))
 
 
 def reference_frame(source: str | os.PathLike[str], frames: int = 25) -> np.ndarray:
@@ -85,7 +89,7 @@ def fill_outside(frame: np.ndarray, occluded: np.ndarray, box_weight: np.ndarray
     if not residual.any():
         return frame, residual.astype(bool)
     if grow:
-        residual = cv2.dilate(residual, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+        residual = grown(residual, grow)
     return cv2.inpaint(frame, residual, 3, cv2.INPAINT_TELEA), residual.astype(bool)
 
 
@@ -97,7 +101,7 @@ def occlusion_from_difference(crop: np.ndarray, restored: np.ndarray, threshold:
     mask = (change > threshold).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     if grow:
-        mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+        mask = grown(mask, grow)
     return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(grow / 2, 0.5)) * (mask > 0)
 
 

@@ -13,8 +13,7 @@ def group_mean_interval(values: np.ndarray, groups: np.ndarray, resamples: int =
     n = int(groups.max()) + 1
     sums, counts = np.bincount(groups, values, n), np.bincount(groups, minlength=n).astype(float)
     draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
-    means = sums[draws].sum(1) / counts[draws].sum(1)
-    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
+    return percentile_interval(sums[draws].sum(1) / counts[draws].sum(1), level)
 
 
 def hierarchical_weights(subjects: np.ndarray, resamples: int, seed: int) -> np.ndarray:
