@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -26,7 +27,9 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     true and the estimated mask; for a restorer that predicts the occluder mask, its IoU with the true one.
 
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
-    each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``).
+    each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``). Scores are taken at
+    the frame's own resolution of that box (the restoration resized to it), so that restorers working at
+    different crop sizes are judged on the same pixels.
     """
     restorer = load_restorer(checkpoint)
     table, _ = load_samples(samples)
@@ -38,15 +41,16 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
         if used.empty:
             continue
         first = used.iloc[0]
-        transform = CropTransform(Box(first["box_x"], first["box_y"], first["box_size"], first["box_size"]),
-                                  restorer.size)
+        box = Box(first["box_x"], first["box_y"], first["box_size"], first["box_size"])
+        transform, native = CropTransform(box, restorer.size), CropTransform(box, max(int(round(box.w)), 1))
         frames = set(range(0, rec.n_frames or 0, every)) - set(used["frame"])
         streams = [read_frames(manifest.resolve(p), only=frames, gray=k == 2)
                    for k, p in enumerate((rec.media, rec.ground_truth, rec.mask))]
         for occluded, clean, hidden in zip(*streams, strict=True):
-            crops = [transform.crop(occluded.image), transform.crop(clean.image)]
-            mask = transform.crop(hidden.image, interpolation=0) > 127
-            (restored,) = restorer([crops[0]])
+            crops = [native.crop(occluded.image), native.crop(clean.image)]
+            mask = native.crop(hidden.image, interpolation=0) > 127
+            (restored,) = restorer([transform.crop(occluded.image)])
+            restored = _resized(restored, native.size)
             weight_true = mask.astype(np.float32)[..., None]
             weight_est = occlusion_from_difference(crops[0], restored, threshold)[..., None]
             composed = {name: np.rint(crops[0] * (1 - w) + restored * w).astype(np.uint8)
@@ -54,7 +58,7 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
             row = {"recording": rec.id, "frame": occluded.index, "coverage": float(mask.mean())}
             predicted = getattr(restorer, "last_masks", None)  # a restorer that finds the occluder itself
             if predicted:
-                found = predicted[0] > 0.5
+                found = _resized(predicted[0].astype(np.float32), native.size) > 0.5
                 row["mask_iou"] = float((found & mask).sum() / max((found | mask).sum(), 1))
             for name, image in (("input", crops[0]), ("restored", restored), ("composite_mask", composed["mask"]),
                                 ("composite_estimated", composed["estimated"])):
@@ -66,3 +70,11 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     if not rows:
         raise UnveilError(f"No occluded frames of subject {subject} to evaluate.")
     return pd.DataFrame(rows)
+
+
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` at ``size`` x ``size`` (area filter when shrinking, bilinear when growing)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    shrinking = image.shape[0] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
