@@ -156,6 +156,16 @@ def make_detector(name: str = "mediapipe", min_confidence: float = 0.7) -> FaceD
     raise UnveilError(f"Unknown face detector '{name}'; choose mediapipe or haar.")
 
 
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """A square ``image`` at ``size`` x ``size``: area filter when shrinking, bicubic when growing, nearest for a
+    one-channel mask (its values stay its own)."""
+    if image.shape[0] == size:
+        return image
+    shrink = image.shape[0] > size
+    return cv2.resize(image, (size, size), interpolation=(cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+                      if image.ndim == 3 else cv2.INTER_NEAREST)
+
+
 @dataclass(frozen=True)
 class CropTransform:
     """How a square crop of ``size`` pixels was cut from a frame: ``box`` in frame pixels.

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from unveil.data.datasets import load_samples
-from unveil.data.faces import Box, CropTransform
+from unveil.data.faces import Box, CropTransform, square_resize
 from unveil.data.manifest import Manifest
 from unveil.data.video import read_frames
 from unveil.errors import UnveilError
@@ -50,7 +50,7 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
             crops = [native.crop(occluded.image), native.crop(clean.image)]
             mask = native.crop(hidden.image, interpolation=0) > 127
             (restored,) = restorer([transform.crop(occluded.image)])
-            restored = _resized(restored, native.size)
+            restored = square_resize(restored, native.size)
             weight_true = mask.astype(np.float32)[..., None]
             weight_est = occlusion_from_difference(crops[0], restored, threshold)[..., None]
             composed = {name: np.rint(crops[0] * (1 - w) + restored * w).astype(np.uint8)
@@ -58,7 +58,8 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
             row = {"recording": rec.id, "frame": occluded.index, "coverage": float(mask.mean())}
             predicted = getattr(restorer, "last_masks", None)  # a restorer that finds the occluder itself
             if predicted:
-                found = _resized(predicted[0].astype(np.float32), native.size) > 0.5
+                # a soft mask: interpolated, then thresholded (as restore does for the whole frame)
+                found = cv2.resize(predicted[0], (native.size, native.size), interpolation=cv2.INTER_LINEAR) > 0.5
                 row["mask_iou"] = float((found & mask).sum() / max((found | mask).sum(), 1))
             for name, image in (("input", crops[0]), ("restored", restored), ("composite_mask", composed["mask"]),
                                 ("composite_estimated", composed["estimated"])):
@@ -70,11 +71,3 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     if not rows:
         raise UnveilError(f"No occluded frames of subject {subject} to evaluate.")
     return pd.DataFrame(rows)
-
-
-def _resized(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` at ``size`` x ``size`` (area filter when shrinking, bilinear when growing)."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    shrinking = image.shape[0] > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

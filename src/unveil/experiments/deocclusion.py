@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 
 from unveil.config import Config
 from unveil.data.datasets import emotion_names, load_image, load_samples
+from unveil.data.faces import square_resize
 from unveil.data.pairs import check_occluders, crop_landmarks, synthesize_occlusion
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
@@ -117,14 +118,6 @@ class DeocclusionResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size:
-        return image
-    shrink = image.shape[0] > size
-    return cv2.resize(image, (size, size), interpolation=(cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-                      if image.ndim == 3 else cv2.INTER_NEAREST)
-
-
 def _write_png(path: Path, image: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -208,7 +201,7 @@ def make_test_set(test: pd.DataFrame, root: Path, config: DeocclusionConfig, fol
                 occluded, mask = synthesize_occlusion(clean, points[i], kind, rng, patch_level=copy % 4 + 1)
                 name = f"{len(rows):06d}.png"
                 for sub, image in (("occluded", occluded), ("clean", clean), ("mask", mask)):
-                    _write_png(folder / sub / name, _resize(image, config.size))
+                    _write_png(folder / sub / name, square_resize(image, config.size))
                 rows.append({"item": name, "source": row.image, "subject": row.subject, "emotion": emotion,
                              "occluder": kind, "copy": copy, "coverage": float((mask > 0).mean())})
                 advance(1)
@@ -280,9 +273,9 @@ def restore_test(checkpoint: Path, test: pd.DataFrame, folder: Path, out: Path, 
     with progress_bar(len(items), f"restore with {out.name}", progress) as advance:
         for start in range(0, len(items), 32):
             names = items[start:start + 32]
-            crops = [_resize(load_image(folder / "occluded" / n), restorer.size) for n in names]
+            crops = [square_resize(load_image(folder / "occluded" / n), restorer.size) for n in names]
             for name, image in zip(names, restorer(crops, [FrameContext(0)] * len(crops)), strict=True):
-                _write_png(out / name, _resize(image, config.size))
+                _write_png(out / name, square_resize(image, config.size))
             advance(len(names))
     write_text_atomic(out / "complete", restorer.describe() + "\n")
 
