@@ -165,5 +165,8 @@ class MaskAwareRestorer:
             masks["predicted"] = (f"masks predicted by its segmentation network "
                                   f"({sum(p.numel() for p in g.M.parameters()) / 1e6:.2f} M)")
         composite = ", composited into the visible pixels" if g.composite and g.mask_input != "none" else ""
+        if g.E is not None:
+            composite += (f"; hidden pixels filled from the {g.E.k} nearest of {len(g.E.images)} clean training "
+                          "crops (exemplars)")
         return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "
                 f"{masks[g.mask_input]}{composite})" + (f" from {self.source}" if self.source else ""))

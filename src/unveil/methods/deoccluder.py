@@ -24,8 +24,9 @@ from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, maybe_judge
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
 from unveil.methods.paired import (MaskAwareGenerator, MaskOptions, PairOptions, as_image, generator_channels,
-                                   grid_items, make_segmenter, mask_scores, paired_data, restore_as_inference,
-                                   weighted_error)
+                                   exemplar_fill, grid_items, make_segmenter, mask_scores, paired_data,
+                                   restore_as_inference, saved_exemplars, weighted_error)
+from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
 from unveil.nets.segmentation import grow_mask, mask_loss
@@ -77,12 +78,13 @@ class Deoccluder(nn.Module):
         self.G = define_G(generator_channels(c), 3, c.ngf, c.netG, c.norm, not c.no_dropout, c.init_type, c.init_gain)
         self.M = make_segmenter(c)
         self.D = define_D(3, c.ndf, c.netD, c.n_layers_D, c.norm, c.init_type, c.init_gain)
+        self.E: ExemplarFill | None = None  # the exemplar bank (``exemplars``), set from the data or a checkpoint
         self.gan_loss = GANLoss(c.gan_mode)
 
     @property
     def restorer(self) -> MaskAwareGenerator:
-        """G with its mask channel, the segmentation network and the compositing."""
-        return MaskAwareGenerator(self.G, self.M, self.config)
+        """G with its mask channel, the segmentation network, the exemplar bank and the compositing."""
+        return MaskAwareGenerator(self.G, self.M, self.config, self.E)
 
 
 class DeoccluderMethod(MethodBase):
@@ -105,6 +107,7 @@ class DeoccluderMethod(MethodBase):
         data = paired_data(config, c, table, root, seed)
         self.train_set, self.val_set = data.train_set, data.val_set
         self.face_size, self.emotions, self.aus = data.face_size, data.emotions, data.aus
+        self.model.E = exemplar_fill(c, data, root)
         if c.lambda_hybrid > 0:
             real = select(table, config.domain_a, "train", limit=config.max_dataset_size)
             augment = Augment(config.load_size, config.crop_size, config.flip, preprocess=config.preprocess)
@@ -168,7 +171,7 @@ class DeoccluderMethod(MethodBase):
             entry[1] += float(count)
 
         for batch in batches:
-            result = restore_as_inference(self.model.restorer, batch["A"], batch["mask"])
+            result = restore_as_inference(self.model.restorer, batch["A"], batch["mask"], exemplars=False)
             error = (result.out - batch["B"]).abs().mean(1, keepdim=True)
             hidden = batch["mask"]
             add("L1", error.sum(), error.numel())
@@ -188,9 +191,9 @@ class DeoccluderMethod(MethodBase):
         return out
 
     def sample_rows(self, items: list[dict[str, Any]]) -> list[torch.Tensor]:
-        """The occluded input, the mask used, the restoration and the clean face."""
+        """The occluded input, the mask used, the generator's restoration and the clean face."""
         a, b, mask = grid_items(items, next(self.model.parameters()).device)
-        result = restore_as_inference(self.model.restorer, a, mask)
+        result = restore_as_inference(self.model.restorer, a, mask, exemplars=False)
         return [a, as_image(result.mask, a), result.out, b]
 
 
@@ -199,7 +202,9 @@ def load_restorer(saved: Checkpoint, device: torch.device) -> MaskAwareRestorer:
     from unveil.restorers import MaskAwareRestorer
 
     model = Deoccluder(DeoccluderConfig(**saved.config["model"]))
-    model.load_state_dict(saved.network_state())
+    state = saved.network_state()
+    model.E = saved_exemplars(model.config, state)
+    model.load_state_dict(state)
     return MaskAwareRestorer(model.restorer, int(saved.outputs.get("face_size", saved.config["crop_size"])), device,
                              "deoccluder", str(saved.path))
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -24,6 +24,7 @@ from unveil.config import Config
 from unveil.data.pairs import PAIR_OCCLUDERS, check_occluders
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS
+from unveil.methods.exemplars import ExemplarFill, load_bank
 from unveil.nets.segmentation import OcclusionSegmenter, grow_mask
 
 if TYPE_CHECKING:
@@ -73,6 +74,17 @@ class MaskOptions(Config):
     lambda_mask: float = Field(default=1.0, ge=0, description="Weight of the segmentation loss (BCE + Dice).")
     mask_grow: int = Field(default=1, ge=0, description="Pixels the true mask is grown by for the segmentation "
                                                          "target and given masks (codec colour bleed).")
+    exemplars: int = Field(default=0, ge=0, description="At restore time, fill the hidden pixels from the k clean "
+                           "training crops nearest by the visible pixels (unveil.methods.exemplars) instead of from "
+                           "the generator; 0: the generator fills them.")
+    exemplar_bank: int = Field(default=4000, ge=1, description="The most clean training crops the checkpoint keeps "
+                                                               "for the exemplar fill (evenly spaced).")
+
+    @model_validator(mode="after")
+    def _exemplars_need_a_mask(self) -> MaskOptions:
+        if self.exemplars and self.mask_input == "none":
+            raise ValueError("exemplars fill the hidden pixels, so they need a mask (mask_input given or predicted)")
+        return self
 
 
 @dataclass
@@ -101,9 +113,10 @@ class MaskAwareGenerator(nn.Module):
     ``mask_input`` predicted the segmentation network ``M`` supplies the mask. A view over a method's own G and M
     (methods keep them as their submodules, so checkpoints name them ``G.*`` and ``M.*``)."""
 
-    def __init__(self, generator: nn.Module, segmenter: nn.Module | None, options: MaskOptions) -> None:
+    def __init__(self, generator: nn.Module, segmenter: nn.Module | None, options: MaskOptions,
+                 exemplars: ExemplarFill | None = None) -> None:
         super().__init__()
-        self.G, self.M = generator, segmenter
+        self.G, self.M, self.E = generator, segmenter, exemplars
         self.mask_input, self.composite, self.grow = options.mask_input, options.composite, options.mask_grow
         if (self.M is None) != (self.mask_input != "predicted"):
             raise ValueError("a segmentation network goes with mask_input predicted, and only with it")
@@ -126,21 +139,43 @@ class MaskAwareGenerator(nn.Module):
         return Restored(out, raw, mask, logits)
 
 
-def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: torch.Tensor | None) -> Restored:
+def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: torch.Tensor | None,
+                         exemplars: bool = True) -> Restored:
     """``restorer`` as restore runs it: a batch-normed generator sees each image alone in batch-statistics mode
-    (see :func:`unveil.restorers.batch_statistics`), so a crop restores the same whatever its batch."""
+    (see :func:`unveil.restorers.batch_statistics`), so a crop restores the same whatever its batch; with an
+    exemplar bank (and ``exemplars``), the exemplar fill replaces the generator's in the hidden pixels."""
     from unveil.restorers import batch_statistics, uses_batch_norm
 
     if not uses_batch_norm(restorer.G):
-        return restorer(a, mask)
-    with batch_statistics(restorer.G):
-        parts = [restorer(a[i:i + 1], None if mask is None else mask[i:i + 1]) for i in range(len(a))]
+        result = restorer(a, mask)
+    else:
+        with batch_statistics(restorer.G):
+            parts = [restorer(a[i:i + 1], None if mask is None else mask[i:i + 1]) for i in range(len(a))]
 
-    def joined(name: str) -> torch.Tensor | None:
-        values = [getattr(p, name) for p in parts]
-        return None if values[0] is None else torch.cat(values)
+        def joined(name: str) -> torch.Tensor | None:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else torch.cat(values)
 
-    return Restored(joined("out"), joined("raw"), joined("mask"), joined("logits"))  # type: ignore[arg-type]
+        result = Restored(joined("out"), joined("raw"), joined("mask"), joined("logits"))  # type: ignore[arg-type]
+    if exemplars and restorer.E is not None and result.mask is not None:
+        fill = restorer.E(a, result.mask)
+        result = Restored(result.mask * fill + (1 - result.mask) * a, fill, result.mask, result.logits)
+    return result
+
+
+def exemplar_fill(options: MaskOptions, data: PairedData, root: Path) -> ExemplarFill | None:
+    """The exemplar bank of a method with these options (None unless ``exemplars``): its clean training faces (the
+    clean twins of given pairs, the clean rows of synthesized ones) at the restore side."""
+    if not options.exemplars:
+        return None
+    paths = data.clean_rows["clean" if data.given else "image"]
+    return ExemplarFill(load_bank(root, paths.tolist(), data.face_size, options.exemplar_bank), options.exemplars)
+
+
+def saved_exemplars(options: MaskOptions, state: dict[str, torch.Tensor]) -> ExemplarFill | None:
+    """The exemplar bank kept in a checkpoint's network state (``E.images``), or None."""
+    images = state.get("E.images")
+    return None if images is None or not options.exemplars else ExemplarFill(images, options.exemplars)
 
 
 def emotion_classes(names: pd.Series) -> list[str]:
@@ -161,6 +196,7 @@ class PairedData:
     emotions: list[str]
     aus: list[str]
     clean_rows: pd.DataFrame  # the rows whose clean faces are the targets (the hybrid term needs the others)
+    given: bool = False  # the pairs are given (clean twins in the "clean" column), not drawn on clean rows
 
 
 def paired_data(config: TrainConfig, options: PairOptions, table: pd.DataFrame, root: Path, seed: int,
@@ -206,7 +242,8 @@ def paired_data(config: TrainConfig, options: PairOptions, table: pd.DataFrame, 
         else:
             sets[split] = PairedDataset(root, part, augment[split], seed, swap=swap, labels=labels)
     face_size = restore_side(root / rows["train"]["image"].iloc[0], c.preprocess, c.crop_size)
-    return PairedData(sets["train"], sets["val"], face_size, emotions, aus, rows["train"])  # type: ignore[arg-type]
+    return PairedData(sets["train"], sets["val"], face_size, emotions, aus, rows["train"],  # type: ignore[arg-type]
+                      given=not synthesized)
 
 
 def mask_scores(mask: torch.Tensor | None, truth: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,9 +25,10 @@ from torch import nn
 from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, maybe_judge
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
+from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.paired import (MaskAwareGenerator, MaskInput, MaskOptions, PairOptions, Restored, as_image,
-                                   generator_channels, grid_items, make_segmenter, mask_scores, paired_data,
-                                   restore_as_inference, weighted_error)
+                                   exemplar_fill, generator_channels, grid_items, make_segmenter, mask_scores,
+                                   paired_data, restore_as_inference, saved_exemplars, weighted_error)
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
 from unveil.nets.segmentation import grow_mask, mask_loss
@@ -81,12 +82,13 @@ class Pix2Pix(nn.Module):
                           c.init_type, c.init_gain)
         self.D = define_D(c.input_nc + c.output_nc, c.ndf, c.netD, c.n_layers_D, c.norm, c.init_type, c.init_gain)
         self.M = make_segmenter(c)
+        self.E: ExemplarFill | None = None  # the exemplar bank (``exemplars``), set from the data or a checkpoint
         self.gan_loss = GANLoss(c.gan_mode)
 
     @property
     def restorer(self) -> MaskAwareGenerator:
         """G with its mask channel, segmentation network and compositing (the plain G(A) with mask_input none)."""
-        return MaskAwareGenerator(self.G, self.M, self.config)
+        return MaskAwareGenerator(self.G, self.M, self.config, self.E)
 
     def l1(self, fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Mean |fake - real| with per-pixel weights l1_hidden_weight where ``mask`` is 1, else l1_visible_weight."""
@@ -130,6 +132,7 @@ class Pix2PixMethod(MethodBase):
         data = paired_data(config, c, table, root, seed)
         self.train_set, self.val_set = data.train_set, data.val_set
         self.face_size, self.emotions, self.aus = data.face_size, data.emotions, data.aus
+        self.model.E = exemplar_fill(c, data, root)
         self.expression = maybe_expression_loss(c, self.emotions, self.aus, judge)
 
     def describe(self) -> dict[str, Any]:
@@ -156,7 +159,8 @@ class Pix2PixMethod(MethodBase):
         return {**g_parts, **d_parts}
 
     def _restore(self, a: torch.Tensor, mask: torch.Tensor | None) -> Restored:
-        return restore_as_inference(self.model.restorer, a, mask)
+        """The generator's restoration (validation and grids judge what trains, never the exemplar fill)."""
+        return restore_as_inference(self.model.restorer, a, mask, exemplars=False)
 
     def validate(self, batches: Batches) -> dict[str, float]:
         """Mean L1 of the restoration against B (in [-1, 1] units) over all, hidden and visible pixels, and the
@@ -191,7 +195,9 @@ def load_restorer(saved: Checkpoint, device: torch.device) -> GeneratorRestorer 
     from unveil.restorers import MaskAwareRestorer
 
     model = Pix2Pix(Pix2PixConfig(**saved.config["model"]))
-    model.load_state_dict(saved.network_state())
+    state = saved.network_state()
+    model.E = saved_exemplars(model.config, state)
+    model.load_state_dict(state)
     size = int(saved.outputs.get("face_size", saved.config["crop_size"]))
     if model.config.mask_input == "none":
         return GeneratorRestorer(model.G, size, device, "pix2pix", str(saved.path),

@@ -1,0 +1,87 @@
+"""Exemplar fill: the hidden pixels of a crop taken from the clean training faces that look most like its visible
+pixels (k nearest neighbours under the occluder mask, averaged with weights that fall with the distance).
+
+Why: a restorer trained per subject on its normal recordings has, in those recordings, the same person's face in
+nearly every expression it will meet. A small generator trained for minutes on a CPU draws that person's average
+face inside large occluders (the demo's de-occluders did: the image CNN got 6 % of the expression back); the
+faces whose visible parts (eye corners, mouth gaps between cables) match the occluded crop's carry the expression
+under the occluder. The same idea as Exemplar GANs (Dolhansky and Ferrer, CVPR 2018: in-painting from a reference
+image of the same person), here with retrieval instead of a learnt reference encoder.
+
+The bank lives in the restorer's checkpoint (a buffer of uint8 crops), so a checkpoint restores on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Distances are measured at this side at most (the fill itself is taken at the crop's full size).
+RETRIEVAL_SIDE = 64
+
+
+class ExemplarFill(nn.Module):
+    """Fills the hidden pixels from the ``k`` clean crops nearest by the visible ones; ``images`` is the bank, uint8
+    (N, 3, S, S). Weights: exp(-d / d_1), d the mean squared difference over visible pixels and d_1 the nearest's."""
+
+    def __init__(self, images: torch.Tensor, k: int) -> None:
+        super().__init__()
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or not len(images):
+            raise ValueError("the exemplar bank is a non-empty uint8 tensor (N, 3, S, S)")
+        self.k = int(k)
+        self.register_buffer("images", images)
+        self._small: torch.Tensor | None = None
+
+    @property
+    def side(self) -> int:
+        return int(self.images.shape[-1])
+
+    def _retrieval_images(self) -> torch.Tensor:
+        """The bank at the retrieval side in [0, 1], float (N, 3 * s * s), computed once."""
+        if self._small is None or self._small.device != self.images.device:
+            small = self.images.float().div(255)
+            if self.side > RETRIEVAL_SIDE:
+                small = nn.functional.interpolate(small, size=RETRIEVAL_SIDE, mode="area")
+            self._small = small.flatten(1)
+        return self._small
+
+    def neighbours(self, a: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices (B, k) of the nearest bank crops to each of ``a`` (B, 3, S, S) in [-1, 1] over its visible pixels
+        (``mask`` (B, 1, S, S) below 0.5), and their weights (B, k), summing to 1."""
+        bank = self._retrieval_images()
+        x, visible = a.float().add(1).div(2), (mask.float() < 0.5).float()
+        if a.shape[-1] > RETRIEVAL_SIDE:
+            x = nn.functional.interpolate(x, size=RETRIEVAL_SIDE, mode="area")
+            visible = (nn.functional.interpolate(visible, size=RETRIEVAL_SIDE, mode="area") > 0.999).float()
+        visible = visible.expand_as(x).flatten(1)
+        x = x.flatten(1)
+        # sum over visible pixels of (bank - x)^2 = bank^2 . v - 2 bank . (v x) + (v x) . x, for every pair at once
+        sums = (bank * bank) @ visible.T - 2 * bank @ (visible * x).T + (visible * x * x).sum(1)
+        distance = (sums / visible.sum(1).clamp(min=1)).T.clamp(min=0)  # (B, N)
+        k = min(self.k, distance.shape[1])
+        nearest = torch.topk(distance, k, dim=1, largest=False)
+        scale = nearest.values[:, :1].clamp(min=1e-6)
+        return nearest.indices, torch.softmax(-nearest.values / scale, dim=1)
+
+    def forward(self, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The exemplar fill of ``a`` (B, 3, S, S) in [-1, 1]: the weighted mean of its neighbours, in [-1, 1]."""
+        if a.shape[-2:] != self.images.shape[-2:]:
+            raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
+        index, weight = self.neighbours(a, mask)
+        chosen = self.images[index].float().div(127.5).sub(1)  # (B, k, 3, S, S)
+        return (chosen * weight[..., None, None, None]).sum(1).to(a.dtype)
+
+
+def load_bank(root: Path, images: Sequence[str], side: int, limit: int) -> torch.Tensor:
+    """At most ``limit`` of the crops ``images`` (paths under ``root``, evenly spaced) resized to ``side`` as the
+    restorer sees them at restore time (the whole crop, no training crop), uint8 (N, 3, side, side)."""
+    from unveil.data.datasets import load_image
+    from unveil.data.faces import square_resize
+
+    chosen = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int))
+    crops = [square_resize(load_image(root / images[i]), side) for i in chosen]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
