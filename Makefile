@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/mape_shift.py
 	$(PY) benchmarks/restore_speed.py
+	$(PY) benchmarks/exemplar_speed.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -94,3 +94,24 @@ def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(benchmark: 
     assert np.abs(out[0].astype(int) - composite).max() <= 1
     untouched = restorer.last_masks[0] == 0
     assert np.array_equal(out[0][untouched], crops[0][untouched])
+
+
+def test_pix2pix_on_given_pairs_keeps_the_clean_twins(benchmark: Path) -> None:  # noqa: F811
+    """Given pairs: the bank holds the hidden clean twins of the occluded training crops, not the occluded crops."""
+    from unveil.data.datasets import load_image
+    from unveil.data.faces import square_resize
+    from unveil.methods.registry import load_restorer
+    from unveil.train.loop import TrainConfig, train
+
+    config = TrainConfig(method="pix2pix", model={"ngf": 8, "ndf": 8, "netG": "unet_64", "mask_input": "given",
+                                                  "exemplars": 2, "exemplar_bank": 5},
+                         n_epochs=1, n_epochs_decay=0, load_size=72, crop_size=64, batch_size=4, save_epoch_freq=100,
+                         max_dataset_size=8)
+    result = train(benchmark, benchmark.parent / "pix2pix-exemplar-run", config, progress=False)
+    bank = load_restorer(result.run_dir / "checkpoints" / "latest.safetensors", "cpu").generator.E.images
+    rows = pd.read_parquet(benchmark / "samples.parquet")
+    twins = rows[(rows["condition"] == "occluded") & (rows["split"] == "train")]["clean"].iloc[:8].tolist()
+    assert len(bank) == 5  # exemplar_bank: evenly spaced
+    first, last = (square_resize(load_image(benchmark / twins[i]), 64) for i in (0, -1))
+    assert np.array_equal(bank[0].permute(1, 2, 0).numpy(), first)
+    assert np.array_equal(bank[-1].permute(1, 2, 0).numpy(), last)

@@ -557,7 +557,7 @@ def experiment_deocclusion(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the sampled frames, drawn occluders, weights and data order "
                                                   "(the benchmark is always the same).")] = 0,

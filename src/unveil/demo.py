@@ -1,8 +1,9 @@
 """``unveil demo``: every stage end to end on the embedded synthetic benchmark, on a laptop CPU.
 
 synth -> prepare -> one de-occluder per subject, learnt from sensors drawn on that subject's normal frames (the
-hidden face known exactly), plus the hybrid term on its real sensor frames (the restorer that gave the image CNN the
-most expression back on a CPU budget; README) -> restore the sensor videos -> two AU models trained on the normal
+hidden face known exactly), plus the hybrid term on its real sensor frames, the hidden pixels filled from the
+subject's own clean frames nearest by the visible ones (the restorer that gave the image CNN the most expression
+back on a CPU budget; README) -> restore the sensor videos -> two AU models trained on the normal
 frames' labels: the landmark forest and an image CNN (AUs and emotions, by the same training loop) -> analyse N, S, C
 and the hidden truth -> expression recovered against the true AUs, seed 000's protocol tables -> one HTML report.
 """
@@ -37,11 +38,14 @@ DEMO_PREPARE = PrepareConfig(fraction=0.1, load_size=72)
 # the benchmark's look at random layouts (``semg``: a user draws their own sensors' look; the README's benchmark
 # rows hold the look out), two copies of each crop per epoch, the hybrid term on its real sensor crops; the sensors
 # are found by its own segmentation network, never by the true mask. 4 + 2 epochs (about 460 steps, 3 minutes per
-# subject): a fixed number, not a time limit, so that a seed gives the same restorer on any machine.
+# subject): a fixed number, not a time limit, so that a seed gives the same restorer on any machine. The hidden
+# pixels come from the 8 clean training crops nearest by the visible ones (exemplars): at this budget the U-Net
+# draws the subject's average face, and the exemplar fill gave the image CNN three times the expression back
+# (README).
 DEMO_TRAIN = TrainConfig(method="deoccluder", **{
     **deoccluder.CPU_PRESET, "n_epochs": 4, "n_epochs_decay": 2, "load_size": 72, "crop_size": 64, "batch_size": 8,
     "model": {**deoccluder.CPU_PRESET["model"], "netG": "unet_64", "lambda_expr": 0.0, "occluders": "semg",
-              "per_image": 2, "lambda_hybrid": 0.5}})
+              "per_image": 2, "lambda_hybrid": 0.5, "exemplars": 8}})
 # The tasks the protocol is run on: Schaede's facial exercises (AUs, Fig. 6) and the emotions (Fig. 7).
 DEMO_TASKS = ("schaede", "emotion")
 # The image AU / emotion model learns from the normal recordings only, as JAA-Net and ResMaskNet in seed 000
