@@ -124,19 +124,25 @@ class MaskAwareGenerator(nn.Module):
     def forward(self, a: torch.Tensor, given: torch.Tensor | None = None, mask_gradient: bool = False) -> Restored:
         """Restore ``a`` (N, 3, H, W) in [-1, 1]; ``given`` is the true / given mask (N, 1, H, W) in {0, 1}.
         A predicted mask is detached (G learns from it, M only from its own loss) unless ``mask_gradient``."""
-        logits = mask = None
-        if self.mask_input == "predicted":
-            logits = self.M(a)
-            mask = torch.sigmoid(logits.float()).to(a.dtype)
-            mask = mask if mask_gradient else mask.detach()
-        elif self.mask_input == "given":
-            if given is None:
-                raise UnveilError("This restorer takes the occluder mask as input (mask_input given); give it "
-                                  "with --mask.")
-            mask = grow_mask(given.to(a.dtype), self.grow)
+        mask, logits = self.mask_of(a, given, mask_gradient)
         raw = self.G(a if mask is None else torch.cat([a, mask * 2 - 1], 1))
         out = raw if mask is None or not self.composite else mask * raw + (1 - mask) * a
         return Restored(out, raw, mask, logits)
+
+    def mask_of(self, a: torch.Tensor, given: torch.Tensor | None = None, mask_gradient: bool = False
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The mask this restorer uses for ``a`` (None without one) and the segmentation logits (None unless
+        predicted); see :meth:`forward`."""
+        if self.mask_input == "predicted":
+            logits = self.M(a)
+            mask = torch.sigmoid(logits.float()).to(a.dtype)
+            return (mask if mask_gradient else mask.detach()), logits
+        if self.mask_input == "given":
+            if given is None:
+                raise UnveilError("This restorer takes the occluder mask as input (mask_input given); give it "
+                                  "with --mask.")
+            return grow_mask(given.to(a.dtype), self.grow), None
+        return None, None
 
 
 def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: torch.Tensor | None,
@@ -146,21 +152,20 @@ def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: to
     exemplar bank (and ``exemplars``), the exemplar fill replaces the generator's in the hidden pixels."""
     from unveil.restorers import batch_statistics, uses_batch_norm
 
+    if exemplars and restorer.E is not None:  # the generator's fill would be thrown away: do not run it
+        used, logits = restorer.mask_of(a, mask)
+        fill = restorer.E(a, used)
+        return Restored(used * fill + (1 - used) * a, fill, used, logits)
     if not uses_batch_norm(restorer.G):
-        result = restorer(a, mask)
-    else:
-        with batch_statistics(restorer.G):
-            parts = [restorer(a[i:i + 1], None if mask is None else mask[i:i + 1]) for i in range(len(a))]
+        return restorer(a, mask)
+    with batch_statistics(restorer.G):
+        parts = [restorer(a[i:i + 1], None if mask is None else mask[i:i + 1]) for i in range(len(a))]
 
-        def joined(name: str) -> torch.Tensor | None:
-            values = [getattr(p, name) for p in parts]
-            return None if values[0] is None else torch.cat(values)
+    def joined(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
 
-        result = Restored(joined("out"), joined("raw"), joined("mask"), joined("logits"))  # type: ignore[arg-type]
-    if exemplars and restorer.E is not None and result.mask is not None:
-        fill = restorer.E(a, result.mask)
-        result = Restored(result.mask * fill + (1 - result.mask) * a, fill, result.mask, result.logits)
-    return result
+    return Restored(joined("out"), joined("raw"), joined("mask"), joined("logits"))  # type: ignore[arg-type]
 
 
 def exemplar_fill(options: MaskOptions, data: PairedData, root: Path) -> ExemplarFill | None:
