@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/mape_shift.py
 	$(PY) benchmarks/restore_speed.py
 	$(PY) benchmarks/exemplar_speed.py
+	$(PY) benchmarks/train_speed.py --runs cyclegan:cpu,pix2pix:cpu,deoccluder:demo,classifier:cpu
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -7,7 +7,8 @@ blends the whole frame, as a script would.
 The outputs are compared pixel by pixel (batching may change float rounding, not the picture). Restore with
 ``--composite difference`` (no counterpart in the reference) is timed too.
 
-    python benchmarks/restore_speed.py [--seconds 10] [--model cpu|paper] [--batch-size N] [--keep DIR]
+    python benchmarks/restore_speed.py [--seconds 10] [--model cpu|paper] [--batch-size N] [--device auto|cpu|cuda]
+                                       [--keep DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from unveil.data.faces import Box, CropTransform
 from unveil.data.video import VideoWriter, probe, read_frames
+from unveil.devices import select_device
 from unveil.methods.cyclegan import CPU_PRESET, PAPER_PRESET, CycleGAN, CycleGANConfig
 from unveil.methods.registry import load_restorer
 from unveil.restore import restore
@@ -59,16 +61,16 @@ def paste_whole_frame(frame: np.ndarray, crop: np.ndarray, transform: CropTransf
 
 
 @torch.no_grad()
-def reference_loop(checkpoint: Path, source: Path, target: Path) -> int:
+def reference_loop(checkpoint: Path, source: Path, target: Path, device: str) -> int:
     """Frame by frame, batch 1, as the reference code's test.py runs a generator, pasted back whole-frame."""
-    restorer = load_restorer(checkpoint, device="cpu")
+    restorer = load_restorer(checkpoint, device=device)
     transform = CropTransform(Box(*FACE_BOX[:2], FACE_BOX[2], FACE_BOX[2]), restorer.size)
     frames = 0
     with VideoWriter(target, probe(source).fps, preset="veryfast") as writer:
         for frame in read_frames(source):
             crop = transform.crop(frame.image)
-            x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-            y = restorer.generator(x)[0].clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+            x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(restorer.device) / 127.5 - 1.0
+            y = restorer.generator(x)[0].clamp(-1, 1).add(1.0).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
             writer.write(paste_whole_frame(frame.image, y, transform))
             frames += 1
     return frames
@@ -80,6 +82,8 @@ def main() -> None:
     parser.add_argument("--model", choices=["cpu", "paper"], default="cpu",
                         help="cpu: the CPU preset's generator at 128 px; paper: ResNet-9, ngf 64, at 256 px.")
     parser.add_argument("--batch-size", type=int, default=8, help="Frames per forward pass (restore's default: 8).")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="Where both loops run the generator (auto: CUDA when PyTorch sees it).")
     parser.add_argument("--keep", type=Path, help="Keep the files in this folder.")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -91,19 +95,19 @@ def main() -> None:
         preset, size = (CPU_PRESET, 128) if args.model == "cpu" else (PAPER_PRESET, 256)
         checkpoint = make_checkpoint(folder / "model.safetensors", preset, size)
         print(f"{n} frames of 1280x720, face box {FACE_BOX[2]:.0f} px -> {size} px, {args.model} generator, "
-              f"{torch.get_num_threads()} threads")
+              f"{torch.get_num_threads()} threads, device {select_device(args.device)}")
 
         started = time.perf_counter()
-        reference_loop(checkpoint, source, folder / "reference.mp4")
+        reference_loop(checkpoint, source, folder / "reference.mp4", args.device)
         reference = time.perf_counter() - started
         started = time.perf_counter()
         restore(checkpoint, source, folder / "unveil.mp4", box=(*FACE_BOX[:2], FACE_BOX[2], FACE_BOX[2]),
-                batch_size=args.batch_size, progress=False)
+                batch_size=args.batch_size, device=args.device, progress=False)
         ours = time.perf_counter() - started
 
         started = time.perf_counter()
         restore(checkpoint, source, folder / "composited.mp4", box=(*FACE_BOX[:2], FACE_BOX[2], FACE_BOX[2]),
-                composite="difference", batch_size=args.batch_size, progress=False)
+                composite="difference", batch_size=args.batch_size, device=args.device, progress=False)
         composited = time.perf_counter() - started
 
         a = [f.image.astype(np.int16) for f in read_frames(folder / "reference.mp4")]

@@ -195,7 +195,7 @@ def test_a_clean_frame_of_the_camera_keeps_the_shirt_and_removes_the_cable(tmp_p
 
 
 @pytest.fixture(scope="module")
-def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny sEMG benchmark (64 px frames, one subject) prepared into 72 px crops of whole frames."""
     from unveil.data.prepare import PrepareConfig, prepare
     from unveil.synth import generate
@@ -210,7 +210,7 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_pairs_drawn_on_normal_frames_restore_the_real_sensor_frames(benchmark: Path) -> None:
+def test_pairs_drawn_on_normal_frames_restore_the_real_sensor_frames(tiny_bench: Path) -> None:
     """Trained only on the subject's normal frames with sEMG drawn on them (the benchmark's look, for a test this
     small), the de-occluder restores the benchmark's own sensor frames: closer to their hidden truth inside the
     sensors than the input, and its segmentation network finds the sensors."""
@@ -221,20 +221,20 @@ def test_pairs_drawn_on_normal_frames_restore_the_real_sensor_frames(benchmark: 
     config = TrainConfig(method="deoccluder", model={"ngf": 8, "ndf": 8, "netG": "unet_64", "pairs": "synthesized",
                                                      "occluders": "semg", "mask_width": 8, "lambda_hybrid": 0.2},
                          n_epochs=8, n_epochs_decay=2, load_size=72, crop_size=64, batch_size=4, save_epoch_freq=100)
-    result = train(benchmark, benchmark.parent / "run", config, progress=False)
+    result = train(tiny_bench, tiny_bench.parent / "run", config, progress=False)
     assert result.history[-1]["val_mask_iou"] > 0.5  # on drawn sensors it has not trained on
-    manifest = load_manifest(benchmark.parent / "bench" / "manifest.yaml")
-    scores = restoration_scores(benchmark.parent / "run", manifest, benchmark, "S01", every=2).mean(numeric_only=True)
+    manifest = load_manifest(tiny_bench.parent / "bench" / "manifest.yaml")
+    scores = restoration_scores(tiny_bench.parent / "run", manifest, tiny_bench, "S01", every=2).mean(numeric_only=True)
     print(scores.filter(like="mask"))
     assert scores["l1_mask_restored"] < 0.7 * scores["l1_mask_input"]
     assert scores["l1_visible_restored"] < 0.05  # composited: the visible face is (nearly) the input's
 
 
-def test_bad_deoccluder_options_are_one_sentence(benchmark: Path, tmp_path: Path) -> None:
-    result = unveil("train", "deoccluder", "--samples", str(benchmark), "--run", str(tmp_path / "run"),
+def test_bad_deoccluder_options_are_one_sentence(tiny_bench: Path, tmp_path: Path) -> None:
+    result = unveil("train", "deoccluder", "--samples", str(tiny_bench), "--run", str(tmp_path / "run"),
                     "--pairs", "synthesized", "--occluders", "semg,scarf", "-q")
     assert result.returncode == 2 and "Unknown pair occluder 'scarf'" in result.stderr
-    result = unveil("train", "deoccluder", "--samples", str(benchmark), "--run", str(tmp_path / "run"),
+    result = unveil("train", "deoccluder", "--samples", str(tiny_bench), "--run", str(tmp_path / "run"),
                     "--pairs", "synthesized", "--lambda_expr", "1", "--expr_judge", str(tmp_path / "none.hdf5"), "-q")
     assert result.returncode == 2 and "none.hdf5 does not exist" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.paired import MaskAwareGenerator, MaskOptions, restore_as_inference
 
-from test_deoccluder import _Constant, benchmark  # noqa: F401 - the module's tiny prepared benchmark
+from test_deoccluder import _Constant, tiny_bench  # noqa: F401 - the module's tiny prepared benchmark
 
 
 def _bank(n: int, side: int, seed: int = 0) -> torch.Tensor:
@@ -68,7 +68,7 @@ def test_exemplars_need_a_mask() -> None:
         ExemplarFill(torch.zeros(2, 3, 8, 8), k=1)
 
 
-def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(benchmark: Path) -> None:  # noqa: F811
+def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(tiny_bench: Path) -> None:  # noqa: F811
     """One short training run with exemplars: the checkpoint holds the subject's clean crops, the restorer fills the
     hidden pixels from them (k = 1: every hidden pixel is that of one bank crop) and keeps the visible ones."""
     from unveil.methods.registry import load_restorer
@@ -77,10 +77,10 @@ def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(benchmark: 
     config = TrainConfig(method="deoccluder", model={"ngf": 8, "ndf": 8, "netG": "unet_64", "pairs": "synthesized",
                                                      "occluders": "semg", "mask_width": 8, "exemplars": 1},
                          n_epochs=1, n_epochs_decay=0, load_size=72, crop_size=64, batch_size=4, save_epoch_freq=100)
-    result = train(benchmark, benchmark.parent / "exemplar-run", config, progress=False)
+    result = train(tiny_bench, tiny_bench.parent / "exemplar-run", config, progress=False)
     restorer = load_restorer(result.run_dir / "checkpoints" / "latest.safetensors", "cpu")
     bank = restorer.generator.E.images
-    clean = pd.read_parquet(benchmark / "samples.parquet")
+    clean = pd.read_parquet(tiny_bench / "samples.parquet")
     assert len(bank) == ((clean["condition"] == "normal") & (clean["split"] == "train")).sum()
     assert bank.shape[-1] == 64 and "nearest of" in restorer.describe()
     crops = [np.ascontiguousarray(b.permute(1, 2, 0).numpy()) for b in bank[:2]]
@@ -96,7 +96,7 @@ def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(benchmark: 
     assert np.array_equal(out[0][untouched], crops[0][untouched])
 
 
-def test_pix2pix_on_given_pairs_keeps_the_clean_twins(benchmark: Path) -> None:  # noqa: F811
+def test_pix2pix_on_given_pairs_keeps_the_clean_twins(tiny_bench: Path) -> None:  # noqa: F811
     """Given pairs: the bank holds the hidden clean twins of the occluded training crops, not the occluded crops."""
     from unveil.data.datasets import load_image
     from unveil.data.faces import square_resize
@@ -107,11 +107,11 @@ def test_pix2pix_on_given_pairs_keeps_the_clean_twins(benchmark: Path) -> None: 
                                                   "exemplars": 2, "exemplar_bank": 5},
                          n_epochs=1, n_epochs_decay=0, load_size=72, crop_size=64, batch_size=4, save_epoch_freq=100,
                          max_dataset_size=8)
-    result = train(benchmark, benchmark.parent / "pix2pix-exemplar-run", config, progress=False)
+    result = train(tiny_bench, tiny_bench.parent / "pix2pix-exemplar-run", config, progress=False)
     bank = load_restorer(result.run_dir / "checkpoints" / "latest.safetensors", "cpu").generator.E.images
-    rows = pd.read_parquet(benchmark / "samples.parquet")
+    rows = pd.read_parquet(tiny_bench / "samples.parquet")
     twins = rows[(rows["condition"] == "occluded") & (rows["split"] == "train")]["clean"].iloc[:8].tolist()
     assert len(bank) == 5  # exemplar_bank: evenly spaced
-    first, last = (square_resize(load_image(benchmark / twins[i]), 64) for i in (0, -1))
+    first, last = (square_resize(load_image(tiny_bench / twins[i]), 64) for i in (0, -1))
     assert np.array_equal(bank[0].permute(1, 2, 0).numpy(), first)
     assert np.array_equal(bank[-1].permute(1, 2, 0).numpy(), last)

@@ -38,7 +38,7 @@ def test_split_is_ninety_ten() -> None:
 
 
 @pytest.fixture(scope="module")
-def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bench")
     generate(tiny_config(size=96, sessions=2, format="mp4", tasks=["sentence", "emotion"], emotion_repetitions=1),
              root, workers=2, progress=False)
@@ -46,15 +46,15 @@ def benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prepared(tiny_bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
-    prepare(load_manifest(benchmark / "manifest.yaml"), out, PrepareConfig(fraction=0.25, load_size=72), workers=2,
+    prepare(load_manifest(tiny_bench / "manifest.yaml"), out, PrepareConfig(fraction=0.25, load_size=72), workers=2,
             progress=False)
     return out
 
 
-def test_prepare_samples_every_recording(benchmark: Path, prepared: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
+def test_prepare_samples_every_recording(tiny_bench: Path, prepared: Path) -> None:
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
     samples = pd.read_parquet(prepared / "samples.parquet")
     for rec in manifest.recordings:
         rows = samples[samples["recording"] == rec.id]
@@ -67,8 +67,8 @@ def test_prepare_samples_every_recording(benchmark: Path, prepared: Path) -> Non
             assert rows["clean"].notna().all() and rows["mask"].notna().all()
 
 
-def test_labels_are_the_ground_truth_of_the_sampled_frames(benchmark: Path, prepared: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
+def test_labels_are_the_ground_truth_of_the_sampled_frames(tiny_bench: Path, prepared: Path) -> None:
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
     samples = pd.read_parquet(prepared / "samples.parquet")
     rec = manifest.select(condition="normal", task="emotion", session="1")[0]
     truth = pd.read_parquet(manifest.resolve(rec.frames)).set_index("frame")
@@ -86,7 +86,7 @@ def test_occluded_recordings_use_their_sessions_box(prepared: Path) -> None:
     assert not np.allclose(boxes.loc[("1", "normal")], boxes.loc[("2", "normal")])
 
 
-def test_mask_crops_mark_where_occluded_and_clean_differ(benchmark: Path, tmp_path: Path) -> None:
+def test_mask_crops_mark_where_occluded_and_clean_differ(tiny_bench: Path, tmp_path: Path) -> None:
     manifest = generate(tiny_config(size=96, format="png", normal_takes=0), tmp_path / "png", workers=1,
                         progress=False)
     out = tmp_path / "prepared"
@@ -99,8 +99,8 @@ def test_mask_crops_mark_where_occluded_and_clean_differ(benchmark: Path, tmp_pa
         assert np.any(occluded[mask] != clean[mask], axis=-1).mean() > 0.98
 
 
-def test_track_mode_writes_per_frame_flags(benchmark: Path, tmp_path: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
+def test_track_mode_writes_per_frame_flags(tiny_bench: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
     prepare(manifest, tmp_path, PrepareConfig(crop="track", fraction=0.1, no_face="mark", subjects=["S01"]),
             workers=2, progress=False)
     for rec in manifest.recordings:
@@ -111,8 +111,8 @@ def test_track_mode_writes_per_frame_flags(benchmark: Path, tmp_path: Path) -> N
         assert found > 0.95 if rec.condition == "normal" else found < 0.2
 
 
-def test_a_broken_video_is_reported_and_the_rest_goes_on(benchmark: Path, tmp_path: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
+def test_a_broken_video_is_reported_and_the_rest_goes_on(tiny_bench: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(manifest.resolve(manifest.recordings[0].media).read_bytes()[:3000])
     bad = Recording(id="broken", subject="S01", session="1", condition="normal", task="sentence",
@@ -124,11 +124,11 @@ def test_a_broken_video_is_reported_and_the_rest_goes_on(benchmark: Path, tmp_pa
     assert set(result.samples["recording"]) == {r.id for r in manifest.recordings} - {"broken"}
 
 
-def test_cli_reports_failures_with_exit_code(benchmark: Path, tmp_path: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
+def test_cli_reports_failures_with_exit_code(tiny_bench: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
     manifest.recordings.append(Recording(id="gone", subject="S01", session="1", condition="normal",
                                          task="sentence", media="/nonexistent/video.mp4"))
-    path = save_manifest(manifest, benchmark / "with-missing.yaml")
+    path = save_manifest(manifest, tiny_bench / "with-missing.yaml")
     result = unveil("prepare", str(path), "--out", str(tmp_path), "--crop", "none", "--quiet")
     assert result.returncode == 1 and "gone: The video /nonexistent/video.mp4 does not exist." in result.stderr
     assert "Traceback" not in result.stderr
@@ -170,14 +170,14 @@ def test_loader_repeats_with_any_worker_count(prepared: Path) -> None:
     assert not all(np.array_equal(a, b) for a, b in zip(serial, first_batches(0, 1), strict=True))
 
 
-def test_condition_keeps_only_those_recordings_and_an_unmatched_one_is_a_sentence(benchmark: Path,
+def test_condition_keeps_only_those_recordings_and_an_unmatched_one_is_a_sentence(tiny_bench: Path,
                                                                                    tmp_path: Path) -> None:
-    manifest = load_manifest(benchmark / "manifest.yaml")
-    result = unveil("prepare", str(benchmark / "manifest.yaml"), "-o", str(tmp_path / "normal"), "--crop", "none",
+    manifest = load_manifest(tiny_bench / "manifest.yaml")
+    result = unveil("prepare", str(tiny_bench / "manifest.yaml"), "-o", str(tmp_path / "normal"), "--crop", "none",
                     "--fraction", "0.05", "--condition", "normal", "--quiet")
     assert result.returncode == 0, result.stderr
     samples = pd.read_parquet(tmp_path / "normal" / "samples.parquet")
     assert set(samples["recording"]) == {r.id for r in manifest.recordings if r.condition == "normal"}
-    result = unveil("prepare", str(benchmark / "manifest.yaml"), "-o", str(tmp_path / "none"), "--condition",
+    result = unveil("prepare", str(tiny_bench / "manifest.yaml"), "-o", str(tmp_path / "none"), "--condition",
                     "outdoors", "--quiet")
     assert result.returncode == 2 and "--condition" in result.stderr and "Traceback" not in result.stderr
