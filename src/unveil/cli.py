@@ -99,7 +99,8 @@ def synth(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write the synthetic benchmark: faces with known Action Units, landmarks and occluders, with the hidden
-    clean frames of every occluded recording, per-frame tables and a manifest."""
+    clean frames of every occluded recording, per-frame tables and a manifest. (`unveil synth mnist-grid OUT
+    --help`: seed 002's MNIST-grid toy set instead.)"""
     from unveil.synth import SynthConfig, check_output_folder, generate, write_preview
 
     cfg = _options(SynthConfig, config, {"subjects": subjects, "size": size, "fps": fps, "seed": seed,
@@ -118,6 +119,36 @@ def synth(
     typer.echo(f"{len(manifest.recordings)} recordings, {frames} frames in {seconds:.1f} s "
                f"({frames / seconds:.0f} frames/s).")
     typer.echo(f"Manifest: {manifest.root / 'manifest.yaml'}")
+
+
+@app.command("synth-mnist-grid", hidden=True)  # typed as `unveil synth mnist-grid` (main() routes it here)
+def synth_mnist_grid(
+    out: Annotated[Path, typer.Argument(help="Output folder of the grid set (images/, samples.parquet, grid.yaml).")],
+    train: Annotated[Optional[int], typer.Option(help="Labelled training grids. \\[default: 3000]")] = None,
+    val: Annotated[Optional[int], typer.Option(help="Labelled validation grids. \\[default: 300]")] = None,
+    unlabelled: Annotated[Optional[int], typer.Option(help="Grids without labels. \\[default: 9000]")] = None,
+    test_per_digit: Annotated[Optional[int], typer.Option(help="Uncorrelated test images per digit. "
+                                                               "\\[default: 1000]")] = None,
+    noise: Annotated[Optional[str], typer.Option(help="none, medium (mu 0.5, sigma 1) or hard (mu 1, sigma 5). "
+                                                      "\\[default: medium]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
+    mnist: Annotated[Optional[Path], typer.Option(help="mnist.npz (x_train, y_train, x_test, y_test). "
+                                                       "\\[default: $UNVEIL_MNIST, the cache, or a download]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """`unveil synth mnist-grid OUT`: seed 002's MNIST-grid toy set (96x96, 3x3 grid, digit d = AU d, present with
+    probability 0.2, 3 joins 2 and 2 joins 3 with probability 0.7), with Gaussian pixel noise, as a labelled
+    samples folder for `unveil train classifier`; the uncorrelated test set shows one digit per image."""
+    from unveil.synth.mnist_grid import GridConfig, write_grid_set
+
+    cfg = _options(GridConfig, config, {"train": train, "val": val, "unlabelled": unlabelled,
+                                        "test_per_digit": test_per_digit, "noise": noise, "seed": seed,
+                                        "mnist": str(mnist) if mnist else None})
+    start = time.perf_counter()
+    path = write_grid_set(out, cfg, progress=not quiet)
+    typer.echo(f"{cfg.train + cfg.val + cfg.unlabelled + 9 * cfg.test_per_digit} grids in "
+               f"{time.perf_counter() - start:.1f} s: {path}")
 
 
 @app.command()
@@ -555,6 +586,37 @@ def experiment_deocclusion(
         typer.echo(f"{kind}: {path}")
 
 
+@experiment_app.command("augmentation")
+def experiment_augmentation(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the grid sets, runs and tables (a rerun "
+                                                          "continues what is unfinished).")],
+    size: Annotated[Optional[list[int]], typer.Option(help="Labelled training grids (repeatable). "
+                                                           "\\[default: 3000]")] = None,
+    noise: Annotated[Optional[list[str]], typer.Option(help="Noise level (repeatable): none, medium, hard. "
+                                                            "\\[default: medium and hard]")] = None,
+    strategy: Annotated[Optional[list[str]], typer.Option(help="Strategy (repeatable): supervised, upsampling, "
+                                                               "pseudo-labels. \\[default: all three]")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Runs per strategy. \\[default: 5]")] = None,
+    width: Annotated[Optional[int], typer.Option(help="The small CNN's first-stage channels. \\[default: 16]")
+                     ] = None,
+    mnist: Annotated[Optional[Path], typer.Option(help="mnist.npz. \\[default: $UNVEIL_MNIST, the cache, or a "
+                                                       "download]")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. \\[default: auto]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Seed 002's AU-classifier strategies on its MNIST grid: fully supervised, random up-sampling and
+    pseudo-labels, several seeds each; F1 and false discovery rate on uncorrelated test images, beside the seed's."""
+    from unveil.experiments.augmentation import AugmentationConfig, run_augmentation, table_markdown
+
+    cfg = _options(AugmentationConfig, config, {"sizes": size, "noise": noise, "strategies": strategy,
+                                                "seeds": seeds, "width": width, "device": device,
+                                                "mnist": str(mnist) if mnist else None})
+    frame = run_augmentation(cfg, out, progress=not quiet)
+    typer.echo(table_markdown(frame), nl=False)
+    typer.echo(f"table: {out / 'table.md'}; every run: {out / 'results.csv'}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
@@ -578,6 +640,8 @@ def main() -> None:
     Typer itself reports usage errors (unknown option, a word where a number belongs) the same way.
     """
     try:
+        if sys.argv[1:3] == ["synth", "mnist-grid"]:  # a data set of another kind than the face benchmark
+            sys.argv[1:3] = ["synth-mnist-grid"]
         if sys.argv[1:2] == ["train"]:  # the methods (and torch) load only for the command that needs them
             _register_train_commands()
         app()

@@ -241,9 +241,19 @@ def row_labels(table: pd.DataFrame, emotions: Sequence[str], aus: Sequence[str],
     return {"emotion": emotion, "aus": values}
 
 
+def pixel_noise(seed: int, mean: float, std: float, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """One image's fixed Gaussian pixel noise (the MNIST-grid's medium and hard sets), the same draw every epoch
+    and in every process: a function of ``seed`` alone."""
+    if std == 0 and mean == 0:
+        return torch.zeros(tuple(shape))
+    generator = torch.Generator().manual_seed(seed)
+    return mean + std * torch.randn(tuple(shape), generator=generator)
+
+
 class LabelledDataset(SeededDataset):
     """A face crop with its AU intensities (``aus`` columns; NaN where a frame has no label, so partly labelled
-    data can be used) and its emotion class index (``emotion``, one per row; ``IGNORE`` where none)."""
+    data can be used) and its emotion class index (``emotion``, one per row; ``IGNORE`` where none). Rows with
+    ``noise_mean`` / ``noise_std`` / ``noise_seed`` columns get that fixed pixel noise (:func:`pixel_noise`)."""
 
     def __init__(self, root: Path, samples: pd.DataFrame, aus: Sequence[str], augment: Augment,
                  emotion: np.ndarray | None = None, seed: int = 0) -> None:
@@ -253,6 +263,8 @@ class LabelledDataset(SeededDataset):
         self.root, self.paths, self.augment, self.seed = root, samples["image"].tolist(), augment, seed
         self.aus = samples[list(aus)].to_numpy(np.float32) if aus else np.zeros((len(samples), 0), np.float32)
         self.emotion = np.full(len(samples), IGNORE, np.int64) if emotion is None else np.asarray(emotion, np.int64)
+        noise = ["noise_mean", "noise_std", "noise_seed"]
+        self.noise = samples[noise].to_numpy(np.float64) if set(noise) <= set(samples.columns) else None
         if len(self.emotion) != len(samples):
             raise ValueError(f"{len(self.emotion)} emotion labels for {len(samples)} rows")
 
@@ -261,7 +273,11 @@ class LabelledDataset(SeededDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         (image,) = self.augment([load_image(self.root / self.paths[index])], self.rng(index))
-        return {"image": to_tensor(image), "aus": torch.tensor(self.aus[index]),
+        x = to_tensor(image)
+        if self.noise is not None:
+            mean, std, seed = self.noise[index]
+            x = x + 2 * pixel_noise(int(seed), mean, std, x.shape[-2:])  # [0, 1] noise on the [-1, 1] scale
+        return {"image": x, "aus": torch.tensor(self.aus[index]),
                 "emotion": torch.tensor(self.emotion[index]), "path": self.paths[index]}
 
 

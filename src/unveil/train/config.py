@@ -47,6 +47,9 @@ class TrainConfig(Config):
     time_limit: float = Field(default=0.0, ge=0, description="Minutes of training after which the run stops with "
                                                              "'latest' saved, e.g. a cluster job's wall time "
                                                              "(0: none); --resume continues it.")
+    patience: int = Field(default=0, ge=0, description="Early stopping: end the run when the validation value the "
+                                                        "method monitors has not improved for N epochs; the best epoch "
+                                                        "is kept as checkpoints/best.safetensors (0: off).")
     n_samples: int = Field(default=4, ge=1, description="Validation images in the per-epoch sample grid.")
     domain_a: dict[str, Any] = Field(default_factory=lambda: {"condition": "occluded"},
                                      description="Rows of domain A: the obstructed input.")

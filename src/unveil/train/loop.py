@@ -39,6 +39,7 @@ from unveil.train.method import Step, active_optimizers
 
 __all__ = ["EpochSampler", "TrainConfig", "TrainResult", "Trainer", "train", "train_per_subject"]
 LATEST = "latest.safetensors"
+BEST = "best.safetensors"  # with early stopping: the epoch of the best validation value
 
 
 @dataclass
@@ -123,6 +124,8 @@ class Trainer:
         if self.world > 1:
             for p in self.model.parameters():
                 dist.broadcast(p.data, 0)
+        if config.patience and self.val_set is None:
+            raise UnveilError(f"patience (early stopping) needs a validation split; the {config.method} run has none.")
         self.optimizers = self.method.optimizers()
         self.schedulers = {k: make_scheduler(o, config) for k, o in self.optimizers.items()}
         self.amp = config.amp and self.device.type == "cuda"
@@ -271,7 +274,7 @@ class Trainer:
         total = (config.total_epochs - self.epoch + 1) * per_epoch - self.batch
         with progress_bar(max(total, 0), f"train {self.run_dir.name}", progress and self.main,
                           deadline=deadline) as advance:
-            while self.epoch <= config.total_epochs:
+            while self.epoch <= config.total_epochs and not self._patience_exhausted():
                 started = time.perf_counter()
                 if hasattr(self.train_set, "set_epoch"):
                     self.train_set.set_epoch(self.epoch)
@@ -320,6 +323,8 @@ class Trainer:
                     if finished % config.save_epoch_freq == 0 or finished == config.total_epochs:
                         self.save(f"epoch_{finished:03d}.safetensors")
                     self.save(LATEST)
+                    if config.patience and self._best_epoch() == finished:
+                        self.save(BEST)
                 if self.epoch <= config.total_epochs and self._out_of_time(deadline):
                     stopped = True
                     break
@@ -328,6 +333,18 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return TrainResult(self.run_dir, self.epoch - 1, self.history, complete=not stopped)
+
+    def _best_epoch(self) -> int | None:
+        """The epoch of the lowest validation value the method monitors so far (the first of equals)."""
+        key = f"val_{self.method.monitor}"
+        scored = [(r[key], int(r["epoch"])) for r in self.history if key in r and math.isfinite(r[key])]
+        return min(scored)[1] if scored else None
+
+    def _patience_exhausted(self) -> bool:
+        """Early stopping: ``patience`` epochs have passed since the best one (read from the history, so a resumed
+        run decides as the uninterrupted one would)."""
+        best = self._best_epoch() if self.config.patience else None
+        return best is not None and self.epoch - 1 - best >= self.config.patience
 
     def _log_epoch(self, writer: Any, record: dict[str, float], epoch: int) -> None:
         import torchvision
