@@ -618,6 +618,31 @@ def experiment_augmentation(
 
 
 @app.command()
+def manipulate(
+    image: Annotated[Path, typer.Argument(help="A face crop (or an MNIST grid) to edit; resized to the model's size.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A manipulator checkpoint or run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")],
+    au: Annotated[Optional[list[str]], typer.Option(help="A relative AU change, AU=VALUE in [-1, 1] (repeatable), "
+                                                         "e.g. 12=0.7.")] = None,
+    each_au: Annotated[Optional[float], typer.Option(help="Write the input and one image per AU, that AU alone "
+                                                          "changed by this value (seed 002: 1 on the grid, 0.7 on "
+                                                          "faces).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Change a face's expression by relative AU intensities with a trained Expression Manipulator (seed 002)."""
+    from unveil.methods.manipulator import manipulate_image
+
+    changes: dict[str, float] = {}
+    for item in au or []:
+        name, _, value = item.partition("=")
+        try:
+            changes[name.strip()] = float(value)
+        except ValueError:
+            raise UnveilError(f"--au takes AU=VALUE, e.g. 12=0.7, not '{item}'.") from None
+    typer.echo(f"Written {manipulate_image(model, image, out, changes, each_au, device)}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,

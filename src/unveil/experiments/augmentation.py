@@ -7,8 +7,9 @@ Strategies (each repeated with several seeds, the data fixed): ``supervised`` (t
 ``pseudo-labels`` (the supervised model of the same seed labels ``extra`` x as many unlabelled grids, presence at
 probability 0.5; a new model learns from both). The classifier is the ``seed002`` preset (the seed's table 1: MSE,
 RAdam, lr 1e-3, batch 100, up to 1,000 epochs, early stopping with patience 20 on the validation grids; the best
-epoch is scored). The seed's network is not given; unveil's small CNN (``width``) stands in. Scores on the uncorrelated test set: F1 and
-false discovery rate per digit, their means, and the FDR of digits 2 and 3 (the correlated pair).
+epoch is scored). The seed's network is not given; unveil's small CNN (``width``) stands in. Scores on the
+uncorrelated test set: F1 and false discovery rate per digit, their means, and the FDR of digits 2 and 3 (the
+correlated pair).
 """
 
 from __future__ import annotations

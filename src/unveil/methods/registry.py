@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
 #: The methods unveil ships, imported on first use of the registry.
 BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.deoccluder",
-                   "unveil.methods.classifier")
+                   "unveil.methods.classifier", "unveil.methods.manipulator")
 ENTRY_POINT_GROUP = "unveil.methods"
 
-Produces = Literal["restorer", "analysis model"]
+Produces = Literal["restorer", "analysis model", "manipulator"]  # manipulator: edits expressions (seed 002)
 Data = Literal["unpaired", "paired", "labelled"]
 
 

@@ -133,13 +133,14 @@ class Trainer:
         self.epoch, self.batch = 1, 0  # next epoch (1-based) and next batch within it
         self.updates = 0  # optimiser steps taken (what Method.stepping counts)
         self.sums: dict[str, float] = {}  # loss sums of the current epoch so far
+        self.counts: dict[str, int] = {}  # batches that reported each loss (a GAN's G may skip some)
         self.history: list[dict[str, float]] = []
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
         meta: dict[str, Any] = {"method": self.method.name, "epoch": self.epoch, "batch": self.batch,
-                                "updates": self.updates, "sums": self.sums, "config": self.config.model_dump(mode="json"),
+                                "updates": self.updates, "sums": self.sums, "counts": self.counts, "config": self.config.model_dump(mode="json"),
                                 "outputs": self.method.describe(), "history": self.history}
         meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
         meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
@@ -169,6 +170,8 @@ class Trainer:
         self.method.load_extra_state({k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}, self.device)
         set_rng_state(tensors, meta["rng"])
         self.epoch, self.batch, self.sums, self.history = meta["epoch"], meta["batch"], meta["sums"], meta["history"]
+        counts = meta.get("counts", dict.fromkeys(self.sums, self.batch))  # older checkpoints: every batch reported
+        self.counts = {k: int(v) for k, v in counts.items()}
         self.updates = int(meta.get("updates", 0))
 
     # -- one step ----------------------------------------------------------------------------------------
@@ -287,6 +290,7 @@ class Trainer:
                     losses = self.step(batch, update)
                     for k, v in losses.items():
                         self.sums[k] = self.sums.get(k, 0.0) + v
+                        self.counts[k] = self.counts.get(k, 0) + 1
                     self.batch += 1
                     advance(1)
                     # mid-epoch stops and saves only after an optimiser step: accumulated gradients are not saved
@@ -301,7 +305,7 @@ class Trainer:
                         self.save(LATEST)
                     break
                 steps = max(self.batch, 1)
-                means = {k: v / steps for k, v in sorted(self.sums.items())}
+                means = {k: v / self.counts.get(k, steps) for k, v in sorted(self.sums.items())}
                 if self.world > 1:  # the epoch's losses over all processes, not just this one's share
                     values = torch.tensor(list(means.values()), dtype=torch.float64)
                     dist.all_reduce(values)
@@ -317,7 +321,7 @@ class Trainer:
                         s.step()
                 self.history.append(record)
                 finished = self.epoch
-                self.epoch, self.batch, self.sums = self.epoch + 1, 0, {}
+                self.epoch, self.batch, self.sums, self.counts = self.epoch + 1, 0, {}, {}
                 if self.main:
                     self._log_epoch(writer, record, finished)
                     if finished % config.save_epoch_freq == 0 or finished == config.total_epochs:
