@@ -25,7 +25,7 @@ from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, 
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
 from unveil.methods.paired import (MaskAwareGenerator, MaskOptions, PairOptions, as_image, generator_channels,
                                    exemplar_fill, grid_items, make_segmenter, mask_scores, paired_data,
-                                   restore_as_inference, saved_exemplars, weighted_error)
+                                   load_paired_state, restore_as_inference, weighted_error)
 from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
@@ -202,11 +202,8 @@ def load_restorer(saved: Checkpoint, device: torch.device) -> MaskAwareRestorer:
     from unveil.restorers import MaskAwareRestorer
 
     model = Deoccluder(DeoccluderConfig(**saved.config["model"]))
-    state = saved.network_state()
-    model.E = saved_exemplars(model.config, state)
-    model.load_state_dict(state)
-    return MaskAwareRestorer(model.restorer, int(saved.outputs.get("face_size", saved.config["crop_size"])), device,
-                             "deoccluder", str(saved.path))
+    size = load_paired_state(model, saved)
+    return MaskAwareRestorer(model.restorer, size, device, "deoccluder", str(saved.path))
 
 
 #: Seed 001's loss as written: the three terms summed with weight 1, L_expr on.

@@ -28,6 +28,7 @@ from unveil.methods.exemplars import ExemplarFill, load_bank
 from unveil.nets.segmentation import OcclusionSegmenter, grow_mask
 
 if TYPE_CHECKING:
+    from unveil.train.checkpoint import Checkpoint
     from unveil.train.config import TrainConfig
 
 MaskInput = Literal["none", "given", "predicted"]
@@ -181,6 +182,15 @@ def saved_exemplars(options: MaskOptions, state: dict[str, torch.Tensor]) -> Exe
     """The exemplar bank kept in a checkpoint's network state (``E.images``), or None."""
     images = state.get("E.images")
     return None if images is None or not options.exemplars else ExemplarFill(images, options.exemplars)
+
+
+def load_paired_state(model: nn.Module, saved: Checkpoint) -> int:
+    """Load a paired method's networks and exemplar bank (``model.E``, when its options use one) from ``saved``;
+    the face size it restores at."""
+    state = saved.network_state()
+    model.E = saved_exemplars(model.config, state)
+    model.load_state_dict(state)
+    return int(saved.outputs.get("face_size", saved.config["crop_size"]))
 
 
 def emotion_classes(names: pd.Series) -> list[str]:

@@ -28,7 +28,7 @@ from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
 from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.paired import (MaskAwareGenerator, MaskInput, MaskOptions, PairOptions, Restored, as_image,
                                    exemplar_fill, generator_channels, grid_items, make_segmenter, mask_scores,
-                                   paired_data, restore_as_inference, saved_exemplars, weighted_error)
+                                   load_paired_state, paired_data, restore_as_inference, weighted_error)
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
 from unveil.nets.segmentation import grow_mask, mask_loss
@@ -195,10 +195,7 @@ def load_restorer(saved: Checkpoint, device: torch.device) -> GeneratorRestorer 
     from unveil.restorers import MaskAwareRestorer
 
     model = Pix2Pix(Pix2PixConfig(**saved.config["model"]))
-    state = saved.network_state()
-    model.E = saved_exemplars(model.config, state)
-    model.load_state_dict(state)
-    size = int(saved.outputs.get("face_size", saved.config["crop_size"]))
+    size = load_paired_state(model, saved)
     if model.config.mask_input == "none":
         return GeneratorRestorer(model.G, size, device, "pix2pix", str(saved.path),
                                  per_image_statistics=uses_batch_norm(model.G))
