@@ -65,13 +65,13 @@ class AugmentationConfig(Config):
 
 
 def grid_folder(out: Path, size: int, noise: str, config: AugmentationConfig, progress: bool) -> Path:
-    """The grid set of one size and noise level, written once (seed 0) and reused by every run."""
+    """The grid set of one size and noise level (with the unlabelled pool, whichever strategies this run has),
+    written once (seed 0) and reused by every run."""
     folder = out / f"grid-{size}-{noise}"
     if not (folder / "samples.parquet").is_file():
         write_grid_set(folder, GridConfig(train=size, val=max(1, round(size * config.val_fraction)),
-                                          unlabelled=size * config.extra if "pseudo-labels" in config.strategies
-                                          else 0, test_per_digit=config.test_per_digit, noise=noise,
-                                          mnist=config.mnist), progress=progress)
+                                          unlabelled=size * config.extra, test_per_digit=config.test_per_digit,
+                                          noise=noise, mnist=config.mnist), progress=progress)
     return folder
 
 
