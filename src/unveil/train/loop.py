@@ -140,8 +140,9 @@ class Trainer:
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {f"net/{k}": v for k, v in self.model.state_dict().items()}
         meta: dict[str, Any] = {"method": self.method.name, "epoch": self.epoch, "batch": self.batch,
-                                "updates": self.updates, "sums": self.sums, "counts": self.counts, "config": self.config.model_dump(mode="json"),
-                                "outputs": self.method.describe(), "history": self.history}
+                                "updates": self.updates, "sums": self.sums, "counts": self.counts,
+                                "config": self.config.model_dump(mode="json"), "outputs": self.method.describe(),
+                                "history": self.history}
         meta["optimizers"] = {k: flatten_state(f"optim/{k}", o.state_dict(), tensors) for k, o in self.optimizers.items()}
         meta["schedulers"] = {k: flatten_state(f"sched/{k}", s.state_dict(), tensors)
                               for k, s in self.schedulers.items()}
