@@ -39,6 +39,7 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
     "deoccluder": {"ngf": 4, "ndf": 4, "netG": "resnet_6blocks", "mask_width": 4, "pairs": "synthesized",
                    "per_image": 2, "lambda_expr": 1.0, "expr_target": "clean", "lambda_hybrid": 0.5},
     "classifier": {"width": 4, "norm": "group", "dropout": 0.0},
+    "manipulator": {"ngf": 4, "ndf": 4},
     "toy": {"width": 4},
 }
 TINY_LOOP = dict(n_epochs=1, n_epochs_decay=1, load_size=36, crop_size=32, batch_size=2, save_latest_freq=1,
@@ -176,6 +177,12 @@ def test_checkpoint_loads_into_a_working_model(method: str, samples: Path, tmp_p
         again = load_model(tmp_path / "run", device="cpu")(crops)
         assert all(np.array_equal(a, b) for a, b in zip(out, again, strict=True))  # deterministic
         assert method in model.describe()
+    elif spec.produces == "manipulator":
+        crops = [rng.integers(0, 256, (model.size, model.size, 3), dtype=np.uint8) for _ in range(2)]
+        changes = np.stack([model.condition({model.aus[0]: 0.5})] * 2)
+        out = model(crops, changes)
+        assert [o.shape for o in out] == [(model.size, model.size, 3)] * 2 and out[0].dtype == np.uint8
+        crops = [crops, changes]  # what the changed checkpoint below is called with
     else:
         crops = [rng.integers(0, 256, (model.load_size, model.load_size, 3), dtype=np.uint8) for _ in range(2)]
         out = model(crops)
@@ -184,5 +191,6 @@ def test_checkpoint_loads_into_a_working_model(method: str, samples: Path, tmp_p
     saved = read_checkpoint(tmp_path / "run")
     changed = {k: (v + 0.5 if k.startswith("net/") and v.is_floating_point() else v) for k, v in saved.tensors.items()}
     save_checkpoint(tmp_path / "changed.safetensors", changed, saved.meta)
-    other = load_model(tmp_path / "changed.safetensors", device="cpu")(crops)
+    changed_model = load_model(tmp_path / "changed.safetensors", device="cpu")
+    other = changed_model(*crops) if spec.produces == "manipulator" else changed_model(crops)
     assert not all(np.array_equal(a, b) for a, b in zip(out, other, strict=True))

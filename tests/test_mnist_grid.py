@@ -78,6 +78,9 @@ def test_a_written_grid_set_has_its_splits_labels_and_fixed_noise(fake_mnist: Pa
     assert float(noise.mean()) == pytest.approx(0.5, abs=0.03) and float(noise.std()) == pytest.approx(1.0, abs=0.03)
     assert torch.allclose(noise[0], noise[1])  # grey noise, the same in the three channels
     assert not torch.equal((other - clean[1]["image"]), first - clean[0]["image"])
+    clipped = LabelledDataset(tmp_path / "grid", table.assign(noise_clip=True), list(LABELS),
+                              Augment(96, 96, False, train=False))
+    assert torch.equal(clipped[0]["image"], first.clamp(-1, 1))  # the same draw, cut to the pixel range
 
 
 def test_scores_are_f1_and_fdr_of_the_present_digits() -> None:

@@ -132,6 +132,8 @@ def synth_mnist_grid(
     noise: Annotated[Optional[str], typer.Option(help="none, medium (mu 0.5, sigma 1) or hard (mu 1, sigma 5). "
                                                       "\\[default: medium]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed. \\[default: 0]")] = None,
+    clip: Annotated[Optional[bool], typer.Option("--clip/--no-clip", help="Clip noisy pixels to [0, 1], as an 8-bit "
+                                                                        "file would. \\[default: no-clip]")] = None,
     mnist: Annotated[Optional[Path], typer.Option(help="mnist.npz (x_train, y_train, x_test, y_test). "
                                                        "\\[default: $UNVEIL_MNIST, the cache, or a download]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options.")] = None,
@@ -144,7 +146,7 @@ def synth_mnist_grid(
 
     cfg = _options(GridConfig, config, {"train": train, "val": val, "unlabelled": unlabelled,
                                         "test_per_digit": test_per_digit, "noise": noise, "seed": seed,
-                                        "mnist": str(mnist) if mnist else None})
+                                        "clip": clip, "mnist": str(mnist) if mnist else None})
     start = time.perf_counter()
     path = write_grid_set(out, cfg, progress=not quiet)
     typer.echo(f"{cfg.train + cfg.val + cfg.unlabelled + 9 * cfg.test_per_digit} grids in "
@@ -597,6 +599,8 @@ def experiment_augmentation(
     strategy: Annotated[Optional[list[str]], typer.Option(help="Strategy (repeatable): supervised, upsampling, "
                                                                "pseudo-labels. \\[default: all three]")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Runs per strategy. \\[default: 5]")] = None,
+    clip: Annotated[Optional[bool], typer.Option("--clip/--no-clip", help="Clip noisy pixels to [0, 1]. "
+                                                                        "\\[default: no-clip]")] = None,
     width: Annotated[Optional[int], typer.Option(help="The small CNN's first-stage channels. \\[default: 16]")
                      ] = None,
     mnist: Annotated[Optional[Path], typer.Option(help="mnist.npz. \\[default: $UNVEIL_MNIST, the cache, or a "
@@ -609,7 +613,7 @@ def experiment_augmentation(
     pseudo-labels, several seeds each; F1 and false discovery rate on uncorrelated test images, beside the seed's."""
     from unveil.experiments.augmentation import AugmentationConfig, run_augmentation, table_markdown
 
-    cfg = _options(AugmentationConfig, config, {"sizes": size, "noise": noise, "strategies": strategy,
+    cfg = _options(AugmentationConfig, config, {"sizes": size, "noise": noise, "clip": clip, "strategies": strategy,
                                                 "seeds": seeds, "width": width, "device": device,
                                                 "mnist": str(mnist) if mnist else None})
     frame = run_augmentation(cfg, out, progress=not quiet)

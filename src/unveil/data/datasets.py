@@ -253,7 +253,8 @@ def pixel_noise(seed: int, mean: float, std: float, shape: tuple[int, ...] | tor
 class LabelledDataset(SeededDataset):
     """A face crop with its AU intensities (``aus`` columns; NaN where a frame has no label, so partly labelled
     data can be used) and its emotion class index (``emotion``, one per row; ``IGNORE`` where none). Rows with
-    ``noise_mean`` / ``noise_std`` / ``noise_seed`` columns get that fixed pixel noise (:func:`pixel_noise`)."""
+    ``noise_mean`` / ``noise_std`` / ``noise_seed`` columns get that fixed pixel noise (:func:`pixel_noise`),
+    clipped to the pixel range where ``noise_clip`` is true."""
 
     def __init__(self, root: Path, samples: pd.DataFrame, aus: Sequence[str], augment: Augment,
                  emotion: np.ndarray | None = None, seed: int = 0) -> None:
@@ -265,6 +266,8 @@ class LabelledDataset(SeededDataset):
         self.emotion = np.full(len(samples), IGNORE, np.int64) if emotion is None else np.asarray(emotion, np.int64)
         noise = ["noise_mean", "noise_std", "noise_seed"]
         self.noise = samples[noise].to_numpy(np.float64) if set(noise) <= set(samples.columns) else None
+        self.clip = (samples["noise_clip"].to_numpy(bool) if "noise_clip" in samples.columns
+                     else np.zeros(len(samples), bool))
         if len(self.emotion) != len(samples):
             raise ValueError(f"{len(self.emotion)} emotion labels for {len(samples)} rows")
 
@@ -277,6 +280,8 @@ class LabelledDataset(SeededDataset):
         if self.noise is not None:
             mean, std, seed = self.noise[index]
             x = x + 2 * pixel_noise(int(seed), mean, std, x.shape[-2:])  # [0, 1] noise on the [-1, 1] scale
+            if self.clip[index]:
+                x = x.clamp(-1.0, 1.0)
         return {"image": x, "aus": torch.tensor(self.aus[index]),
                 "emotion": torch.tensor(self.emotion[index]), "path": self.paths[index]}
 

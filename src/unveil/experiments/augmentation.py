@@ -49,6 +49,7 @@ class AugmentationConfig(Config):
 
     sizes: list[int] = Field(default_factory=lambda: [3000], description="Labelled training grids (3000, 30000).")
     noise: list[Literal["none", "medium", "hard"]] = Field(default_factory=lambda: ["medium", "hard"])
+    clip: bool = Field(default=False, description="Clip noisy pixels to [0, 1] (see GridConfig.clip).")
     strategies: list[Strategy] = Field(default_factory=lambda: ["supervised", "upsampling", "pseudo-labels"])
     seeds: int = Field(default=5, ge=1, description="Runs per strategy (seeds 0..N-1; the data stay the same).")
     extra: int = Field(default=3, ge=1, description="Up-sampled or pseudo-labelled grids per labelled one (the "
@@ -67,11 +68,11 @@ class AugmentationConfig(Config):
 def grid_folder(out: Path, size: int, noise: str, config: AugmentationConfig, progress: bool) -> Path:
     """The grid set of one size and noise level (with the unlabelled pool, whichever strategies this run has),
     written once (seed 0) and reused by every run."""
-    folder = out / f"grid-{size}-{noise}"
+    folder = out / f"grid-{size}-{noise}{'-clipped' if config.clip else ''}"
     if not (folder / "samples.parquet").is_file():
         write_grid_set(folder, GridConfig(train=size, val=max(1, round(size * config.val_fraction)),
                                           unlabelled=size * config.extra, test_per_digit=config.test_per_digit,
-                                          noise=noise, mnist=config.mnist), progress=progress)
+                                          noise=noise, clip=config.clip, mnist=config.mnist), progress=progress)
     return folder
 
 
@@ -171,7 +172,8 @@ def run_augmentation(config: AugmentationConfig, out: str | os.PathLike[str], pr
                         samples.unlink()
                     row = json.loads(done.read_text())
                     if strategy in config.strategies:
-                        results.append({"labelled": size, "noise": noise, "strategy": strategy, "seed": seed, **row})
+                        results.append({"labelled": size, "noise": noise + (" clipped" if config.clip else ""),
+                                        "strategy": strategy, "seed": seed, **row})
     frame = pd.DataFrame(results)
     with atomic_path(out / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
@@ -184,7 +186,7 @@ def table_markdown(frame: pd.DataFrame) -> str:
     lines = ["| labelled | noise | strategy | runs | F1 % | FDR % | FDR 2-3 % | epochs | seed 002 F1 / FDR % |",
              "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for (size, noise, strategy), group in frame.groupby(["labelled", "noise", "strategy"], sort=False):
-        seed = SEED_TABLES.get((int(size), str(noise), str(strategy)))
+        seed = SEED_TABLES.get((int(size), str(noise).split()[0], str(strategy)))
         cells = [f"{group[k].mean():.1f} ± {group[k].std(ddof=1) if len(group) > 1 else 0:.1f}"
                  for k in ("F1", "FDR", "FDR_2_3")]
         lines.append(f"| {size:,} | {noise} | {strategy} | {len(group)} | {' | '.join(cells)} | "

@@ -4,6 +4,7 @@ gradient penalty and the image history pool of Shrivastava et al., as the refere
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -37,16 +38,19 @@ class GANLoss(nn.Module):
         return self.loss(prediction, target.expand_as(prediction))  # type: ignore[misc]
 
 
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, kind: str = "mixed",
-                     constant: float = 1.0, weight: float = 10.0) -> torch.Tensor:
+def gradient_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     kind: str = "mixed", constant: float = 1.0, weight: float = 10.0,
+                     alpha: torch.Tensor | None = None) -> torch.Tensor:
     """WGAN-GP penalty ``weight * E[(||grad D(x)||_2 - constant)^2]`` at ``x`` = real, fake or a random mix
-    of both (Gulrajani et al. 2017)."""
+    of both (Gulrajani et al. 2017); ``alpha`` (one per image) fixes the mix, e.g. drawn per sample by a dataset."""
     if kind == "real":
         points = real
     elif kind == "fake":
         points = fake
     elif kind == "mixed":
-        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+        if alpha is None:
+            alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+        alpha = alpha.to(real.dtype).reshape(-1, 1, 1, 1)
         points = alpha * real + (1 - alpha) * fake
     else:
         raise UnveilError(f"Unknown gradient-penalty kind '{kind}'; choose real, fake or mixed.")

@@ -3,7 +3,8 @@ expression of ``x`` by the relative AU vector ``c = target - source``, so that n
 say) can be made from faces that never showed them.
 
 Training (``unveil train manipulator`` on any folder with AU labels: a prepared benchmark, a labelled photo folder,
-the MNIST grid): targets are the AU vectors of other training images. The critic learns with WGAN-GP (weight 10)
+the MNIST grid): each image's target is another training image's AU vector (picked per sample, as is the
+gradient penalty's mix, so that data-parallel processes see what one process would). The critic learns with WGAN-GP (weight 10)
 and regresses the real images' AUs (weight 150); the generator, stepped once every ``g_every`` (4) critic steps,
 meets the critic, the target AUs as the critic reads them on its output (150), reconstruction
 ``|G(x, 0) - x|`` (30), the cycle ``|G(G(x, c), -c) - x|`` (30) and total variation (1e-5; of the attention map
@@ -13,6 +14,7 @@ reference steps the critic first).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,24 @@ def one_au_conditions(n_aus: int, activation: float) -> torch.Tensor:
     return torch.eye(n_aus) * activation
 
 
+class EditPairs(LabelledDataset):
+    """Labelled images, each with a target AU vector (another image's, picked by the item's seeded generator) and
+    the gradient penalty's mix weight: per-sample randomness, so one batch of 2 and two processes with 1 each see
+    the same draws."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        item = super().__getitem__(index)
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}/edit")  # apart from the augmentation's draws
+        item["target"] = torch.tensor(self.aus[rng.randrange(len(self.aus))])
+        item["alpha"] = torch.tensor(rng.random(), dtype=torch.float32)
+        return item
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision values (under AMP) as float32 for losses; other dtypes as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class ManipulatorMethod(MethodBase):
     name = "manipulator"
     monitor = "rec"
@@ -100,13 +120,12 @@ class ManipulatorMethod(MethodBase):
             if part.empty:
                 return None
             augment = Augment(config.load_size, config.crop_size, config.flip, train=train)
-            return LabelledDataset(root, part, self.aus, augment, seed=seed)
+            return EditPairs(root, part, self.aus, augment, seed=seed)
 
         train_set = dataset("train", True)
         if train_set is None:
             raise UnveilError("No labelled training rows for the manipulator (split 'train').")
         self.train_set, self.val_set = train_set, dataset("val", False)
-        self.targets = torch.tensor(train_set.aus)  # target AU vectors: other training images'
 
     def describe(self) -> dict[str, Any]:
         return {"aus": self.aus, "size": self.config.crop_size}
@@ -120,9 +139,6 @@ class ManipulatorMethod(MethodBase):
         """The critic every step, the generator every ``g_every``-th."""
         return {"D", "G"} if (iteration + 1) % self.config.model.g_every == 0 else {"D"}
 
-    def _targets(self, n: int, device: torch.device) -> torch.Tensor:
-        return self.targets[torch.randint(len(self.targets), (n,))].to(device)
-
     def generator_losses(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor
                          ) -> dict[str, torch.Tensor]:
         """The generator's terms (unweighted) and its output."""
@@ -130,23 +146,23 @@ class ManipulatorMethod(MethodBase):
         c = target - source
         fake, attention = G.parts(x, c)
         critic, aus = D(fake)
-        return {"adv": -critic.float().mean(), "au": F.mse_loss(aus.float(), target),
-                "rec": (G(x, torch.zeros_like(c)) - x).abs().float().mean(),
-                "cycle": (G(fake, -c) - x).abs().float().mean(),
-                "tv": total_variation((attention if attention is not None else fake).float()), "_fake": fake}
+        return {"adv": -_wide(critic).mean(), "au": F.mse_loss(_wide(aus), target),
+                "rec": _wide(G(x, torch.zeros_like(c)) - x).abs().mean(),
+                "cycle": _wide(G(fake, -c) - x).abs().mean(),
+                "tv": total_variation(_wide(attention if attention is not None else fake)), "_fake": fake}
 
     def train_step(self, batch: dict[str, torch.Tensor], step: Step) -> dict[str, torch.Tensor]:
         m, G, D = self.config.model, self.module.G, self.module.D
-        x, source = batch["image"], batch["aus"]
-        target = self._targets(len(x), x.device)
+        x, source, target = batch["image"], batch["aus"], batch["target"]
         with step.autocast():
             with torch.no_grad():
                 fake = G(x, target - source)
             critic_real, aus_real = D(x)
             critic_fake, _ = D(fake)
-        penalty = gradient_penalty(lambda points: D(points)[0], x, fake.float(), weight=m.lambda_gp)
-        parts = {"D_wgan": critic_fake.float().mean() - critic_real.float().mean(), "D_gp": penalty,
-                 "D_au": F.mse_loss(aus_real.float(), source)}
+        penalty = gradient_penalty(lambda points: D(points)[0], x, fake.to(x.dtype), weight=m.lambda_gp,
+                                   alpha=batch["alpha"])
+        parts = {"D_wgan": _wide(critic_fake).mean() - _wide(critic_real).mean(), "D_gp": penalty,
+                 "D_au": F.mse_loss(_wide(aus_real), source)}
         step.backward(parts["D_wgan"] + penalty + m.lambda_au * parts["D_au"])
         if "G" in step.active:
             set_requires_grad([D], False)
@@ -161,14 +177,12 @@ class ManipulatorMethod(MethodBase):
 
     def validate(self, batches: Batches) -> dict[str, float]:
         """The critic's AU error on real images, the AU error of edits as the critic reads them, reconstruction
-        and cycle errors (targets drawn as in training, from a fixed generator)."""
-        generator = torch.Generator().manual_seed(0)
+        and cycle errors (each validation image's target fixed by its index)."""
 
         def values(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             x, source = batch["image"], batch["aus"]
-            target = self.targets[torch.randint(len(self.targets), (len(x),), generator=generator)].to(x.device)
-            g = self.generator_losses(x, source, target)
-            return {"au_real": F.mse_loss(self.module.D(x)[1].float(), source), "au_fake": g["au"],
+            g = self.generator_losses(x, source, batch["target"])
+            return {"au_real": F.mse_loss(_wide(self.module.D(x)[1]), source), "au_fake": g["au"],
                     "rec": g["rec"], "cycle": g["cycle"]}
 
         return weighted_means(batches, values, "image")

@@ -8,7 +8,7 @@ hard mu 1, sigma 5. The uncorrelated test set shows one digit per image, 1,000 p
 A set is written as a labelled samples folder that ``unveil train classifier`` reads: the noise-free grids as PNGs,
 ``samples.parquet`` (``AU1``-``AU9`` = the digits, empty on unlabelled rows, whose truth stays in ``truth_AU*``
 for diagnostics; ``split`` train / val / unlabelled / test) and, per row, the
-noise's mean, sigma and seed, so every image has one fixed noise draw that any loader reproduces
+noise's mean, sigma, seed and clipping, so every image has one fixed noise draw that any loader reproduces
 (:func:`unveil.data.datasets.pixel_noise`), without storing 32-bit noise images.
 """
 
@@ -47,6 +47,8 @@ class GridConfig(Config):
     unlabelled: int = Field(default=9000, ge=0, description="Grids whose labels are withheld (pseudo-labelling).")
     test_per_digit: int = Field(default=1000, ge=1, description="Uncorrelated test images per digit.")
     noise: Literal["none", "medium", "hard"] = "medium"
+    clip: bool = Field(default=False, description="Clip noisy pixels to [0, 1], as an 8-bit image file would "
+                                                  "(the seed does not say; off keeps the noise as drawn).")
     p_active: float = Field(default=0.2, ge=0, le=1, description="Probability that a digit is present.")
     p_follow: float = Field(default=0.7, ge=0, le=1, description="Probability that 3 joins 2 (and 2 joins 3).")
     seed: int = Field(default=0, ge=0)
@@ -144,7 +146,7 @@ def write_grid_set(out: str | os.PathLike[str], config: GridConfig | None = None
                 name = f"images/{split}_{i:06d}.png"
                 cv2.imwrite(str(folder / name), grid)
                 rows.append({"image": name, "split": split, "subject": "grid", "condition": "normal",
-                             "task": "grid", "noise_mean": mean, "noise_std": sigma,
+                             "task": "grid", "noise_mean": mean, "noise_std": sigma, "noise_clip": config.clip,
                              "noise_seed": config.seed * 10_000_000 + len(rows),
                              **{c: (np.nan if split == "unlabelled" else float(v))
                                 for c, v in zip(LABELS, labels[split][i], strict=True)},
