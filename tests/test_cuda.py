@@ -21,6 +21,7 @@ CONFIGS = {
     "deoccluder": dict(method="deoccluder", model={"ngf": 8, "ndf": 8, "netG": "unet_64", "pairs": "given",
                                                    "mask_width": 8, "exemplars": 4}),
     "classifier": dict(method="classifier", model={"width": 16}),
+    "manipulator": dict(method="manipulator", model={"ngf": 8, "ndf": 8}),
 }
 
 
@@ -51,7 +52,7 @@ def _crops(samples: Path, n: int = 8) -> list[np.ndarray]:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_a_method_trains_on_cuda_in_mixed_precision_and_infers_there_as_on_the_cpu(name: str, prepared: Path,
                                                                                       tmp_path: Path) -> None:
-    from unveil.methods.registry import get_method, load_analysis_model, load_restorer
+    from unveil.methods.registry import get_method, load_analysis_model, load_model, load_restorer
     from unveil.train.checkpoint import load_checkpoint
     from unveil.train.loop import TrainConfig, Trainer
 
@@ -77,6 +78,12 @@ def test_a_method_trains_on_cuda_in_mixed_precision_and_infers_there_as_on_the_c
         on_gpu = np.stack(load_restorer(checkpoint, "cuda")(crops)).astype(int)
         on_cpu = np.stack(load_restorer(checkpoint, "cpu")(crops)).astype(int)
         # float32 on both; convolution algorithms differ, so a pixel may round to the next level
+        assert np.abs(on_gpu - on_cpu).mean() < 0.1 and np.abs(on_gpu - on_cpu).max() <= 3
+    elif get_method(name).produces == "manipulator":
+        gpu_model, cpu_model = load_model(checkpoint, "cuda"), load_model(checkpoint, "cpu")
+        changes = np.stack([gpu_model.condition({gpu_model.aus[0]: 0.5})] * len(crops))
+        on_gpu = np.stack(gpu_model(crops, changes)).astype(int)
+        on_cpu = np.stack(cpu_model(crops, changes)).astype(int)
         assert np.abs(on_gpu - on_cpu).mean() < 0.1 and np.abs(on_gpu - on_cpu).max() <= 3
     else:
         gpu_model, cpu_model = load_analysis_model(checkpoint, "cuda"), load_analysis_model(checkpoint, "cpu")
