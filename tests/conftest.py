@@ -19,14 +19,15 @@ def tiny_config(**overrides: object) -> SynthConfig:
     return SynthConfig(**options)
 
 
-def tiny_prepared(root: Path, fraction: float) -> Path:
-    """A tiny benchmark (64 px PNG) under ``root`` prepared into 36 px crops of whole frames; the folder."""
+def tiny_prepared(root: Path, fraction: float, load_size: int = 36) -> Path:
+    """A tiny benchmark (64 px PNG, ``root/bench``) prepared into ``load_size`` crops of whole frames
+    (``root/prepared``, returned)."""
     from unveil.data.prepare import PrepareConfig, prepare
     from unveil.synth import generate
 
     manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
-    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=fraction, load_size=36), workers=1,
-            progress=False)
+    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=fraction, load_size=load_size),
+            workers=1, progress=False)
     return root / "prepared"
 
 

@@ -28,16 +28,9 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny sEMG benchmark (64 px frames, lossless) prepared into 72 px crops of whole frames."""
-    from unveil.data.prepare import PrepareConfig, prepare
-    from unveil.synth import generate
+    from conftest import tiny_prepared
 
-    from conftest import tiny_config
-
-    root = tmp_path_factory.mktemp("cuda")
-    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
-    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.5, load_size=72), workers=1,
-            progress=False)
-    return root / "prepared"
+    return tiny_prepared(tmp_path_factory.mktemp("cuda"), fraction=0.5, load_size=72)
 
 
 def _crops(samples: Path, n: int = 8) -> list[np.ndarray]:

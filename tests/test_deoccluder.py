@@ -197,16 +197,9 @@ def test_a_clean_frame_of_the_camera_keeps_the_shirt_and_removes_the_cable(tmp_p
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny sEMG benchmark (64 px frames, one subject) prepared into 72 px crops of whole frames."""
-    from unveil.data.prepare import PrepareConfig, prepare
-    from unveil.synth import generate
+    from conftest import tiny_prepared
 
-    from conftest import tiny_config
-
-    root = tmp_path_factory.mktemp("deoccluder")
-    manifest = generate(tiny_config(size=64, format="png"), root / "bench", workers=1, progress=False)
-    prepare(manifest, root / "prepared", PrepareConfig(crop="none", fraction=0.5, load_size=72), workers=1,
-            progress=False)
-    return root / "prepared"
+    return tiny_prepared(tmp_path_factory.mktemp("deoccluder"), fraction=0.5, load_size=72)
 
 
 @pytest.mark.slow
