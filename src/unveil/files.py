@@ -7,8 +7,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unveil.errors import UnveilError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -49,6 +53,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write an RGB (or one-channel) uint8 ``image`` to ``path`` atomically, in the format its suffix names; one
+    sentence when OpenCV cannot write it."""
+    import cv2
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise UnveilError(f"Cannot write the image {path}.")
 
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:

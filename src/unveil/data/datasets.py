@@ -264,10 +264,9 @@ class LabelledDataset(SeededDataset):
         self.root, self.paths, self.augment, self.seed = root, samples["image"].tolist(), augment, seed
         self.aus = samples[list(aus)].to_numpy(np.float32) if aus else np.zeros((len(samples), 0), np.float32)
         self.emotion = np.full(len(samples), IGNORE, np.int64) if emotion is None else np.asarray(emotion, np.int64)
-        noise = ["noise_mean", "noise_std", "noise_seed"]
-        self.noise = samples[noise].to_numpy(np.float64) if set(noise) <= set(samples.columns) else None
-        self.clip = (samples["noise_clip"].to_numpy(bool) if "noise_clip" in samples.columns
-                     else np.zeros(len(samples), bool))
+        noise = ["noise_mean", "noise_std", "noise_seed"]  # and noise_clip, False where absent
+        self.noise = (samples[noise].assign(noise_clip=samples.get("noise_clip", False)).to_numpy(np.float64)
+                      if set(noise) <= set(samples.columns) else None)
         if len(self.emotion) != len(samples):
             raise ValueError(f"{len(self.emotion)} emotion labels for {len(samples)} rows")
 
@@ -278,9 +277,9 @@ class LabelledDataset(SeededDataset):
         (image,) = self.augment([load_image(self.root / self.paths[index])], self.rng(index))
         x = to_tensor(image)
         if self.noise is not None:
-            mean, std, seed = self.noise[index]
+            mean, std, seed, clip = self.noise[index]
             x = x + 2 * pixel_noise(int(seed), mean, std, x.shape[-2:])  # [0, 1] noise on the [-1, 1] scale
-            if self.clip[index]:
+            if clip:
                 x = x.clamp(-1.0, 1.0)
         return {"image": x, "aus": torch.tensor(self.aus[index]),
                 "emotion": torch.tensor(self.emotion[index]), "path": self.paths[index]}

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -30,7 +29,7 @@ from unveil.data.datasets import emotion_names, load_image, load_samples
 from unveil.data.faces import square_resize
 from unveil.data.pairs import check_occluders, crop_landmarks, synthesize_occlusion
 from unveil.errors import UnveilError
-from unveil.files import atomic_path, ensure_dir, write_text_atomic
+from unveil.files import atomic_path, ensure_dir, write_image_atomic, write_text_atomic
 from unveil.methods.paired import emotion_classes
 from unveil.metrics.bootstrap import group_mean_interval
 from unveil.progress import progress_bar
@@ -118,11 +117,6 @@ class DeocclusionResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-
 #: The default data: the benchmark's emotion protocol (six basic emotions and neutral, two rounds) of three people,
 #: normal recordings only (the occluders are drawn here), 30 % of the frames cut at 128 px; the last person is
 #: held out for testing.
@@ -201,7 +195,7 @@ def make_test_set(test: pd.DataFrame, root: Path, config: DeocclusionConfig, fol
                 occluded, mask = synthesize_occlusion(clean, points[i], kind, rng, patch_level=copy % 4 + 1)
                 name = f"{len(rows):06d}.png"
                 for sub, image in (("occluded", occluded), ("clean", clean), ("mask", mask)):
-                    _write_png(folder / sub / name, square_resize(image, config.size))
+                    write_image_atomic(folder / sub / name, square_resize(image, config.size))
                 rows.append({"item": name, "source": row.image, "subject": row.subject, "emotion": emotion,
                              "occluder": kind, "copy": copy, "coverage": float((mask > 0).mean())})
                 advance(1)
@@ -225,7 +219,7 @@ def cyclegan_samples(train: pd.DataFrame, config: DeocclusionConfig, folder: Pat
             occluded, _ = synthesize_occlusion(clean, points[i], occluders[int(rng.integers(len(occluders)))], rng,
                                                patch_level=int(rng.integers(1, 5)))
             path = folder / "occluded" / f"{i:06d}.png"
-            _write_png(path, occluded)
+            write_image_atomic(path, occluded)
             rows.append({**row._asdict(), "image": str(path.resolve()), "condition": "occluded"})
             advance(1)
     return write_samples(pd.concat([train, pd.DataFrame(rows)], ignore_index=True), folder)
@@ -275,7 +269,7 @@ def restore_test(checkpoint: Path, test: pd.DataFrame, folder: Path, out: Path, 
             names = items[start:start + 32]
             crops = [square_resize(load_image(folder / "occluded" / n), restorer.size) for n in names]
             for name, image in zip(names, restorer(crops, [FrameContext(0)] * len(crops)), strict=True):
-                _write_png(out / name, square_resize(image, config.size))
+                write_image_atomic(out / name, square_resize(image, config.size))
             advance(len(names))
     write_text_atomic(out / "complete", restorer.describe() + "\n")
 

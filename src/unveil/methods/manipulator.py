@@ -3,13 +3,13 @@ expression of ``x`` by the relative AU vector ``c = target - source``, so that n
 say) can be made from faces that never showed them.
 
 Training (``unveil train manipulator`` on any folder with AU labels: a prepared benchmark, a labelled photo folder,
-the MNIST grid): each image's target is another training image's AU vector (picked per sample, as is the
-gradient penalty's mix, so that data-parallel processes see what one process would). The critic learns with WGAN-GP (weight 10)
-and regresses the real images' AUs (weight 150); the generator, stepped once every ``g_every`` (4) critic steps,
-meets the critic, the target AUs as the critic reads them on its output (150), reconstruction
-``|G(x, 0) - x|`` (30), the cycle ``|G(G(x, c), -c) - x|`` (30) and total variation (1e-5; of the attention map
-with ``attention``). Adam 1e-4, betas (0.5, 0.999). As in every GAN here, the loop steps both from one batch (the
-reference steps the critic first).
+the MNIST grid): each image's target is another training image's AU vector (picked per sample, as is the gradient
+penalty's mix, so that data-parallel processes see what one process would). The critic learns with WGAN-GP (weight
+10) and regresses the real images' AUs (weight 150); the generator, stepped once every ``g_every`` (4) critic steps,
+meets the critic, the target AUs as the critic reads them on its output (150), reconstruction ``|G(x, 0) - x|``
+(30), the cycle ``|G(G(x, c), -c) - x|`` (30) and total variation (1e-5; of the attention map with ``attention``).
+Adam 1e-4, betas (0.5, 0.999). As in every GAN here, the loop steps both from one batch (the reference steps the
+critic first).
 """
 
 from __future__ import annotations
@@ -236,11 +236,9 @@ def manipulate_image(checkpoint: str | Path, image: str | Path, out: str | Path,
                      each: float | None = None, device: str = "auto") -> Path:
     """Edit one image file (a face crop, or a grid) by ``changes`` and write ``out`` (PNG, atomically); with
     ``each``, write instead a row of the input and the input with each AU alone changed by ``each``."""
-    import cv2
-
     from unveil.data.datasets import load_image
     from unveil.data.faces import square_resize
-    from unveil.files import atomic_path
+    from unveil.files import write_image_atomic
     from unveil.methods.registry import load_model
 
     model = load_model(checkpoint, device)
@@ -257,11 +255,9 @@ def manipulate_image(checkpoint: str | Path, image: str | Path, out: str | Path,
     else:
         rows = one_au_conditions(len(model.aus), float(model.condition({model.aus[0]: each})[0])).numpy()
         pictures = [crop, *model([crop] * len(model.aus), rows)]
-    result = np.concatenate(pictures, axis=1)
-    with atomic_path(Path(out).with_suffix(".png")) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
-            raise UnveilError(f"Cannot write {out}.")
-    return Path(out).with_suffix(".png")
+    target = Path(out).with_suffix(".png")
+    write_image_atomic(target, np.concatenate(pictures, axis=1))
+    return target
 
 
 #: A CPU-budget preset: a quarter-width generator (ngf 16) and critic at 96 px, batch 16, 20 epochs.
