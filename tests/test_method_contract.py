@@ -40,6 +40,8 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
                    "per_image": 2, "lambda_expr": 1.0, "expr_target": "clean", "lambda_hybrid": 0.5},
     "classifier": {"width": 4, "norm": "group", "dropout": 0.0},
     "manipulator": {"ngf": 4, "ndf": 4},
+    "stylegan2": {"width": 8, "style_dim": 16, "n_mlp": 2, "mbstd_group": 1, "path_regularize": 0.0,
+                  "n_samples_grid": 2},
     "toy": {"width": 4},
 }
 TINY_LOOP = dict(n_epochs=1, n_epochs_decay=1, load_size=36, crop_size=32, batch_size=2, save_latest_freq=1,
@@ -174,7 +176,7 @@ def test_checkpoint_loads_into_a_working_model(method: str, samples: Path, tmp_p
         crops = [rng.integers(0, 256, (model.size, model.size, 3), dtype=np.uint8) for _ in range(2)]
         out = model(crops, [FrameContext(i) for i in range(2)])
         assert [o.shape for o in out] == [(model.size, model.size, 3)] * 2 and out[0].dtype == np.uint8
-        again = load_model(tmp_path / "run", device="cpu")(crops)
+        again = load_model(tmp_path / "run", device="cpu")(crops, [FrameContext(i) for i in range(2)])
         assert all(np.array_equal(a, b) for a, b in zip(out, again, strict=True))  # deterministic
         assert method in model.describe()
     elif spec.produces == "manipulator":

@@ -477,7 +477,7 @@ def report(
 
 @app.command()
 def restore(
-    checkpoint: Annotated[Path, typer.Argument(help="A restorer's checkpoint (cyclegan, pix2pix, deoccluder: "
+    checkpoint: Annotated[Path, typer.Argument(help="A restorer's checkpoint (cyclegan, pix2pix, deoccluder, stylegan2: "
                                                     "run/checkpoints/*.safetensors), or a folder of per-subject runs "
                                                     "when SOURCE is a manifest.")],
     source: Annotated[Path, typer.Argument(help="An image, a folder of images, a video, or a manifest (.yaml/.csv): "
@@ -621,6 +621,36 @@ def experiment_augmentation(
     typer.echo(f"table: {out / 'table.md'}; every run: {out / 'results.csv'}")
 
 
+@experiment_app.command("mask-removal")
+def experiment_mask_removal(
+    samples: Annotated[Path, typer.Argument(help="A prepared folder with masked faces and their clean twins and "
+                                                 "masks (a benchmark made with --occluder mask, or 'unveil occlude "
+                                                 "--occluder mask' on photos, then 'unveil prepare').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.csv, table.md, grid.png).")],
+    arm: Annotated[list[str], typer.Option(help="NAME=CHECKPOINT (repeatable): a restorer's run, or a stylegan2 "
+                                                "run, inverted from the mean, with several starts and with the "
+                                                "landmark mask.")],
+    au_model: Annotated[Optional[Path], typer.Option(help="An AU classifier run ('unveil train classifier') for the "
+                                                          "AU error against the true AUs.")] = None,
+    count: Annotated[int, typer.Option(min=1, help="Test crops.")] = 48,
+    split: Annotated[str, typer.Option(help="The prepared split to test on.")] = "val",
+    steps: Annotated[int, typer.Option(min=1, help="Inversion steps per crop.")] = 1000,
+    starts: Annotated[int, typer.Option(min=2, help="Starts of the several-starts inversion.")] = 4,
+    perceptual: Annotated[str, typer.Option(help="Inversion's perceptual space (see 'unveil inpaint').")] = "auto",
+    identity: Annotated[bool, typer.Option(help="dlib identity distance to the clean crop.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Seed 003's mask-removal comparison against the hidden truth: PSNR / SSIM inside the mask, AU error, identity."""
+    from unveil.experiments.mask_removal import MaskRemovalConfig, arms_option, run_mask_removal
+
+    config = MaskRemovalConfig(arms=arms_option(arm), au_model=str(au_model) if au_model else None, count=count,
+                               split=split, steps=steps, starts=starts, perceptual=perceptual, identity=identity,
+                               device=device)
+    run_mask_removal(config, samples, out, progress=not quiet)
+    typer.echo((out / "table.md").read_text(), nl=False)
+
+
 @app.command()
 def manipulate(
     image: Annotated[Path, typer.Argument(help="A face crop (or an MNIST grid) to edit; resized to the model's size.")],
@@ -644,6 +674,59 @@ def manipulate(
         except ValueError:
             raise UnveilError(f"--au takes AU=VALUE, e.g. 12=0.7, not '{item}'.") from None
     typer.echo(f"Written {manipulate_image(model, image, out, changes, each_au, device)}")
+
+
+convert_app = typer.Typer(help="Turn released weights of other projects into unveil checkpoints (tensors only; "
+                                "nothing is unpickled).", no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("stylegan2")
+def convert_stylegan2_command(
+    source: Annotated[Path, typer.Argument(help="Released StyleGAN2 weights in the rosinality/stylegan2-pytorch "
+                                                "layout (g_ema, latent_avg; d when present): a .pt read tensors-only, "
+                                                "or .safetensors.")],
+    target: Annotated[Path, typer.Argument(help="The unveil checkpoint to write (.safetensors).")],
+) -> None:
+    """Convert released StyleGAN2 weights into a checkpoint that 'unveil inpaint' and 'unveil restore' invert."""
+    from unveil.methods.stylegan2 import convert_stylegan2
+
+    typer.echo(f"Written {convert_stylegan2(source, target)}")
+
+
+@app.command()
+def inpaint(
+    source: Annotated[Path, typer.Argument(help="A face image or a folder of them (faces roughly centred, as the "
+                                                "generator was trained).")],
+    generator: Annotated[Path, typer.Option("--generator", "-g", help="A stylegan2 checkpoint or run folder "
+                                                                       "('unveil train stylegan2' or 'unveil "
+                                                                       "convert stylegan2').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (one image) or folder.")],
+    mask: Annotated[str, typer.Option(help="auto (a face mask found from landmarks), a mask image (255 = hidden), "
+                                           "or a folder of masks named as the images.")] = "auto",
+    steps: Annotated[int, typer.Option(min=1, help="Adam steps per image (the reference projector: 1,000).")] = 1000,
+    starts: Annotated[int, typer.Option(min=1, help="Starts per image (the mean latent, then random ones); the "
+                                                    "best fit of the visible pixels is kept.")] = 1,
+    perceptual: Annotated[str, typer.Option(help="auto, lpips, vgg, discriminator or none (see README).")] = "auto",
+    perceptual_weight: Annotated[float, typer.Option(min=0, help="lambda of the perceptual term (seed 003: 0.8).")
+                                 ] = 0.8,
+    weights: Annotated[Optional[Path], typer.Option(help="vgg16-397923af.pth for lpips / vgg (default: "
+                                                         "$UNVEIL_WEIGHTS).")] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write input | mask | result.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the noise maps, starts and latent noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Fill what a mask hides in face images by StyleGAN2 latent inversion (seed 003): W+ latents fitted to the
+    visible pixels (MSE + lambda * perceptual), the generator's pixels where the face is hidden."""
+    from unveil.methods.inversion import ProjectorConfig, inpaint as run_inpaint
+
+    if perceptual not in ("auto", "lpips", "vgg", "discriminator", "none"):
+        raise UnveilError(f"Unknown --perceptual '{perceptual}'; choose auto, lpips, vgg, discriminator or none.")
+    config = ProjectorConfig(steps=steps, starts=starts, perceptual=perceptual,  # type: ignore[arg-type]
+                             perceptual_weight=perceptual_weight, seed=seed)
+    written = run_inpaint(source, generator, out, mask, config, device, str(weights) if weights else None,
+                          side_by_side)
+    typer.echo(f"{len(written)} image(s) inpainted -> {out}")
 
 
 @app.command()

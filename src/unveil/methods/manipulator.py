@@ -30,7 +30,7 @@ from unveil.config import Config
 from unveil.data.datasets import Augment, LabelledDataset, au_label_columns, select, to_tensor
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
-from unveil.methods.gan import gradient_penalty
+from unveil.methods.gan import gradient_penalty, wide
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets.manipulator import ManipulatorDiscriminator, ManipulatorGenerator
 from unveil.train.method import MethodBase, weighted_means
@@ -93,11 +93,6 @@ class EditPairs(LabelledDataset):
         return item
 
 
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """Half-precision values (under AMP) as float32 for losses; other dtypes as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 class ManipulatorMethod(MethodBase):
     name = "manipulator"
     monitor = "rec"
@@ -146,10 +141,10 @@ class ManipulatorMethod(MethodBase):
         c = target - source
         fake, attention = G.parts(x, c)
         critic, aus = D(fake)
-        return {"adv": -_wide(critic).mean(), "au": F.mse_loss(_wide(aus), target),
-                "rec": _wide(G(x, torch.zeros_like(c)) - x).abs().mean(),
-                "cycle": _wide(G(fake, -c) - x).abs().mean(),
-                "tv": total_variation(_wide(attention if attention is not None else fake)), "_fake": fake}
+        return {"adv": -wide(critic).mean(), "au": F.mse_loss(wide(aus), target),
+                "rec": wide(G(x, torch.zeros_like(c)) - x).abs().mean(),
+                "cycle": wide(G(fake, -c) - x).abs().mean(),
+                "tv": total_variation(wide(attention if attention is not None else fake)), "_fake": fake}
 
     def train_step(self, batch: dict[str, torch.Tensor], step: Step) -> dict[str, torch.Tensor]:
         m, G, D = self.config.model, self.module.G, self.module.D
@@ -161,8 +156,8 @@ class ManipulatorMethod(MethodBase):
             critic_fake, _ = D(fake)
         penalty = gradient_penalty(lambda points: D(points)[0], x, fake.to(x.dtype), weight=m.lambda_gp,
                                    alpha=batch["alpha"])
-        parts = {"D_wgan": _wide(critic_fake).mean() - _wide(critic_real).mean(), "D_gp": penalty,
-                 "D_au": F.mse_loss(_wide(aus_real), source)}
+        parts = {"D_wgan": wide(critic_fake).mean() - wide(critic_real).mean(), "D_gp": penalty,
+                 "D_au": F.mse_loss(wide(aus_real), source)}
         step.backward(parts["D_wgan"] + penalty + m.lambda_au * parts["D_au"])
         if "G" in step.active:
             set_requires_grad([D], False)
@@ -182,7 +177,7 @@ class ManipulatorMethod(MethodBase):
         def values(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             x, source = batch["image"], batch["aus"]
             g = self.generator_losses(x, source, batch["target"])
-            return {"au_real": F.mse_loss(_wide(self.module.D(x)[1]), source), "au_fake": g["au"],
+            return {"au_real": F.mse_loss(wide(self.module.D(x)[1]), source), "au_fake": g["au"],
                     "rec": g["rec"], "cycle": g["cycle"]}
 
         return weighted_means(batches, values, "image")

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 #: The methods unveil ships, imported on first use of the registry.
 BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.deoccluder",
-                   "unveil.methods.classifier", "unveil.methods.manipulator")
+                   "unveil.methods.classifier", "unveil.methods.manipulator", "unveil.methods.stylegan2")
 ENTRY_POINT_GROUP = "unveil.methods"
 
 Produces = Literal["restorer", "analysis model", "manipulator"]  # manipulator: edits expressions (seed 002)
-Data = Literal["unpaired", "paired", "labelled"]
+Data = Literal["unpaired", "paired", "labelled", "images"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class MethodSpec:
     method: Callable[..., Method]  # the training adapter: (TrainConfig, samples table, root, seed) -> Method
     load: Callable[[Checkpoint, torch.device], Any]  # a checkpoint of this method -> restorer or analysis model
     produces: Produces
-    data: Data  # unpaired domains (cyclegan), paired occluded / clean crops (pix2pix) or labelled frames
+    data: Data  # unpaired domains (cyclegan), paired occluded / clean crops (pix2pix), labelled frames, or clean
+    #             images alone (domain_b; a generative model such as stylegan2)
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # TrainConfig mappings by name
     per_subject: bool = False  # the CLI's default for --per-subject / --pooled
     report: tuple[str, ...] = ()  # history values the CLI prints after training
