@@ -120,6 +120,17 @@ def generator() -> Generator:
     return Generator(16, style_dim=32, n_mlp=2, width=32).eval().requires_grad_(False)
 
 
+def _checkpoint(generator: Generator, path: Path) -> Path:
+    """A stylegan2 checkpoint holding only ``generator`` (16 px, width 32), as a trained run's g_ema."""
+    from unveil.train.checkpoint import save_checkpoint
+    from unveil.train.config import TrainConfig
+
+    config = TrainConfig(method="stylegan2", model={"width": 32, "style_dim": 32, "n_mlp": 2}, load_size=16,
+                         crop_size=16)
+    return save_checkpoint(path, {f"net/g_ema.{k}": v for k, v in generator.state_dict().items()},
+                           {"method": "stylegan2", "config": config.model_dump(mode="json"), "outputs": {"size": 16}})
+
+
 def test_masked_inversion_recovers_hidden_pixels_the_generator_drew(generator: Generator) -> None:
     """The target is the generator's own image, so the hidden truth is known: fitting only the visible pixels
     must bring the hidden ones far closer than the mean-latent start is."""
@@ -165,15 +176,7 @@ def test_restorer_keeps_visible_pixels_and_warm_starts_video_frames(generator: G
 
 
 def test_inpaint_refuses_a_mask_of_another_size_and_writes_nothing(generator: Generator, tmp_path: Path) -> None:
-    from unveil.train.checkpoint import save_checkpoint
-    from unveil.train.config import TrainConfig
-
-    config = TrainConfig(method="stylegan2", model={"width": 32, "style_dim": 32, "n_mlp": 2}, load_size=16,
-                         crop_size=16)
-    checkpoint = save_checkpoint(tmp_path / "g.safetensors",
-                                 {f"net/g_ema.{k}": v for k, v in generator.state_dict().items()},
-                                 {"method": "stylegan2", "config": config.model_dump(mode="json"),
-                                  "outputs": {"size": 16}})
+    checkpoint = _checkpoint(generator, tmp_path / "g.safetensors")
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), np.full((32, 32, 3), 128, np.uint8))
     cv2.imwrite(str(tmp_path / "mask.png"), np.zeros((20, 20), np.uint8))
@@ -201,18 +204,11 @@ def test_mask_removal_experiment_scores_every_variant_against_the_clean_crops(ge
     from unveil.data.prepare import PrepareConfig, prepare
     from unveil.experiments.mask_removal import MaskRemovalConfig, run_mask_removal
     from unveil.synth import generate
-    from unveil.train.checkpoint import save_checkpoint
-    from unveil.train.config import TrainConfig
 
     manifest = generate(tiny_config(occluders=["mask"]), tmp_path / "bench", workers=1, progress=False)
     prepare(manifest, tmp_path / "prepared", PrepareConfig(crop="none", fraction=0.3, load_size=32, val_fraction=0.5),
             workers=1, progress=False)
-    config = TrainConfig(method="stylegan2", model={"width": 32, "style_dim": 32, "n_mlp": 2}, load_size=16,
-                         crop_size=16)
-    checkpoint = save_checkpoint(tmp_path / "g.safetensors",
-                                 {f"net/g_ema.{k}": v for k, v in generator.state_dict().items()},
-                                 {"method": "stylegan2", "config": config.model_dump(mode="json"),
-                                  "outputs": {"size": 16}})
+    checkpoint = _checkpoint(generator, tmp_path / "g.safetensors")
     options = MaskRemovalConfig(arms={"inversion": str(checkpoint)}, count=3, steps=2, starts=2, identity=False,
                                 perceptual="none", device="cpu")
     results = run_mask_removal(options, tmp_path / "prepared", tmp_path / "out", progress=False)
@@ -225,3 +221,27 @@ def test_mask_removal_experiment_scores_every_variant_against_the_clean_crops(ge
     assert "| inversion (2 starts) |" in table and "Test crops: 3" in table
     grid = cv2.imread(str(tmp_path / "out" / "grid.png"))
     assert grid.shape[1] == 5 * 34  # one 32 px column (plus border) per arm
+
+
+def test_encoder_learns_w_from_occluded_samples_and_starts_inversion_there(generator: Generator,
+                                                                          tmp_path: Path) -> None:
+    from unveil.methods.inversion import add_encoder, encoder_start, load_encoder, load_inversion
+    from unveil.train.checkpoint import read_checkpoint
+
+    plain = _checkpoint(generator, tmp_path / "g.safetensors")
+    with pytest.raises(UnveilError, match="has no inversion encoder"):
+        load_inversion(plain, ProjectorConfig(start="encoder", n_mean_latent=100), device="cpu")
+    path, losses = add_encoder(plain, tmp_path / "with_encoder.safetensors", steps=250, batch_size=16, device="cpu",
+                               progress=False)
+    assert np.mean(losses[:10]) > 0.8  # guessing the mean w scores about 1
+    assert np.mean(losses[-50:]) < 0.5 * np.mean(losses[:10])
+    encoder = load_encoder(read_checkpoint(path), generator)
+    z = torch.randn(8, 32, generator=torch.Generator().manual_seed(11))  # faces it never saw
+    with torch.no_grad():
+        w = generator.mapping(z)
+        images = generator.synthesis(generator.broadcast(w))
+    hidden = torch.zeros(8, 1, 16, 16)
+    hidden[..., 9:15, 3:13] = 1
+    guess = encoder_start(encoder, generator, images, hidden)[:, 0]
+    mean = generator.mean_latent(2000, torch.Generator().manual_seed(0))[0]
+    assert (guess - w).pow(2).sum(1).mean() < 0.7 * (mean - w).pow(2).sum(1).mean()

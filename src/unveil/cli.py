@@ -694,6 +694,26 @@ def convert_stylegan2_command(
     typer.echo(f"Written {convert_stylegan2(source, target)}")
 
 
+@app.command("train-encoder")
+def train_encoder_command(
+    generator: Annotated[Path, typer.Argument(help="A stylegan2 checkpoint or run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint to write: the same, with the encoder.")],
+    steps: Annotated[int, typer.Option(min=1, help="Adam steps on the generator's own samples.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 16,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Teach a small encoder to guess a face's w from its visible part (trained on the generator's own samples
+    with drawn occluders): inversion's --start encoder, for faces far from the mean face."""
+    from unveil.methods.inversion import add_encoder
+
+    path, losses = add_encoder(generator, out, steps, batch_size, seed, device, progress=not quiet)
+    last = sum(losses[-50:]) / len(losses[-50:])
+    typer.echo(f"Written {path} (w error {losses[0]:.3f} at the first step, {last:.3f} over the last 50; 1 = as far "
+               "as a random face is from the mean)")
+
+
 @app.command()
 def inpaint(
     source: Annotated[Path, typer.Argument(help="A face image or a folder of them (faces roughly centred, as the "
@@ -712,6 +732,8 @@ def inpaint(
                                  ] = 0.8,
     weights: Annotated[Optional[Path], typer.Option(help="vgg16-397923af.pth for lpips / vgg (default: "
                                                          "$UNVEIL_WEIGHTS).")] = None,
+    start: Annotated[str, typer.Option(help="mean (the mean face) or encoder (the checkpoint's encoder guess; "
+                                            "'unveil train-encoder' adds one).")] = "mean",
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write input | mask | result.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the noise maps, starts and latent noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -720,10 +742,10 @@ def inpaint(
     visible pixels (MSE + lambda * perceptual), the generator's pixels where the face is hidden."""
     from unveil.methods.inversion import ProjectorConfig, inpaint as run_inpaint
 
-    if perceptual not in ("auto", "lpips", "vgg", "discriminator", "none"):
-        raise UnveilError(f"Unknown --perceptual '{perceptual}'; choose auto, lpips, vgg, discriminator or none.")
+    if perceptual not in ("auto", "lpips", "vgg", "discriminator", "none") or start not in ("mean", "encoder"):
+        raise UnveilError(f"Unknown --perceptual '{perceptual}' or --start '{start}'; see 'unveil inpaint --help'.")
     config = ProjectorConfig(steps=steps, starts=starts, perceptual=perceptual,  # type: ignore[arg-type]
-                             perceptual_weight=perceptual_weight, seed=seed)
+                             perceptual_weight=perceptual_weight, seed=seed, start=start)  # type: ignore[arg-type]
     written = run_inpaint(source, generator, out, mask, config, device, str(weights) if weights else None,
                           side_by_side)
     typer.echo(f"{len(written)} image(s) inpainted -> {out}")

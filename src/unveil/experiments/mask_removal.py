@@ -52,20 +52,24 @@ class Variant:
     name: str
     checkpoint: str
     starts: int = 1  # inversion only
+    start: str = "mean"  # inversion: the mean w or the encoder's
     mask: str = "true"  # inversion: the true mask or 'auto' (landmarks); restorers: given to mask-aware ones
 
 
 def variants(config: MaskRemovalConfig) -> list[Variant]:
     """Every arm; a stylegan2 checkpoint as inversion from the mean (true mask), with several starts (true
-    mask), and from the mean with the mask found from landmarks."""
+    mask), from the mean with the mask found from landmarks, and from its encoder's guess when it has one."""
     from unveil.train.checkpoint import read_checkpoint
 
     found = []
     for name, checkpoint in config.arms.items():
-        if read_checkpoint(checkpoint).method == "stylegan2":
+        saved = read_checkpoint(checkpoint)
+        if saved.method == "stylegan2":
             found += [Variant(f"{name} (mean start)", checkpoint),
                       Variant(f"{name} ({config.starts} starts)", checkpoint, starts=config.starts),
                       Variant(f"{name} (mean start, landmark mask)", checkpoint, mask="auto")]
+            if any(k.startswith("encoder/") for k in saved.tensors):
+                found.append(Variant(f"{name} (encoder start)", checkpoint, start="encoder"))
         else:
             found.append(Variant(name, checkpoint))
     return found
@@ -94,7 +98,7 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
 
     if read_checkpoint(variant.checkpoint).method == "stylegan2":
         options = ProjectorConfig(steps=config.steps, starts=variant.starts, perceptual=config.perceptual,  # type: ignore[arg-type]
-                                  seed=config.seed)
+                                  start=variant.start, seed=config.seed)  # type: ignore[arg-type]
         restorer = load_inversion(variant.checkpoint, options, config.device)
         restorer.projector.progress = True
         if variant.mask == "auto":

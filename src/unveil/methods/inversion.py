@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch import nn
 
 from unveil.config import Config
 from unveil.errors import UnveilError
@@ -55,8 +56,10 @@ class ProjectorConfig(Config):
     mse: float = Field(default=1.0, ge=0, description="Weight of the visible pixels' mean squared error.")
     perceptual_weight: float = Field(default=0.8, ge=0, description="lambda of the perceptual distance (seed 003).")
     perceptual: Perceptual = Field(default="auto", description="Perceptual space; auto takes the best available.")
-    starts: int = Field(default=1, ge=1, description="Starts per image: the mean latent, then random w; the best "
-                                                     "final loss is kept.")
+    starts: int = Field(default=1, ge=1, description="Starts per image: the mean latent (or the encoder's), then "
+                                                     "random w; the best final loss is kept.")
+    start: Literal["mean", "encoder"] = Field(default="mean", description="The first start: the mean w (the "
+                                              "reference projector) or the encoder's guess (a checkpoint with one).")
     n_mean_latent: int = Field(default=10_000, ge=1, description="Random z whose mean w is the start.")
     seed: int = Field(default=0, ge=0, description="Seeds the noise maps, the random starts and the latent noise.")
     warm_start: bool = Field(default=True, description="Video frames start from the previous frame's latents "
@@ -192,9 +195,12 @@ class Projector:
     """Projects images (with their hidden-pixel masks) into a generator's W+ space."""
 
     def __init__(self, generator: Generator, config: ProjectorConfig, distance: Distance | None,
-                 device: torch.device, progress: bool = True) -> None:
+                 device: torch.device, progress: bool = True, encoder: LatentEncoder | None = None) -> None:
         self.generator, self.config, self.distance, self.device = generator, config, distance, device
-        self.progress = progress
+        self.progress, self.encoder = progress, encoder
+        if config.start == "encoder" and encoder is None:
+            raise UnveilError("This StyleGAN2 checkpoint has no inversion encoder; add one with 'unveil "
+                              "train-encoder', or start from the mean.")
         self.generator.to(device).eval().requires_grad_(False)
         z = torch.randn(config.n_mean_latent, generator.style_dim,
                         generator=torch.Generator().manual_seed(config.seed)).to(device)
@@ -244,6 +250,8 @@ class Projector:
                 with torch.no_grad():
                     w[n:] = G.mapping(self._normal(streams[n:], (G.style_dim,)))
             latent = G.broadcast(w).clone()
+            if c.start == "encoder":
+                latent[:n] = encoder_start(self.encoder, G, target.to(self.device), hidden.to(self.device).float())
         else:
             latent = start.detach().clone().to(self.device)
         target_r = target.to(self.device).repeat(repeat, 1, 1, 1)
@@ -290,6 +298,7 @@ class InversionRestorer:
     perceptual_weights: str | None = None
     auto_mask: str | None = None  # an occluder whose mask landmarks give (see unveil.data.automask), or None
     source: str = ""
+    encoder: LatentEncoder | None = None
     progress: bool = False  # a bar per projection (``unveil restore`` shows one over frames instead)
     method: str = "stylegan2"
     last_masks: list[np.ndarray] = field(default_factory=list)
@@ -298,7 +307,7 @@ class InversionRestorer:
         self.size = self.generator.size
         self.perceptual_name, distance = make_perceptual(self.config.perceptual, self.device, self.discriminator,
                                                          self.perceptual_weights)
-        self.projector = Projector(self.generator, self.config, distance, self.device, self.progress)
+        self.projector = Projector(self.generator, self.config, distance, self.device, self.progress, self.encoder)
         self.previous: Projection | None = None
         self.previous_index = -1
 
@@ -358,7 +367,7 @@ class InversionRestorer:
     def describe(self) -> str:
         params = sum(p.numel() for p in self.generator.parameters())
         return (f"stylegan2 inversion ({params / 1e6:.2f} M parameters, {self.size} px, {self.config.steps} steps, "
-                f"{self.config.starts} start(s), perceptual: {self.perceptual_name})"
+                f"{self.config.starts} start(s) from the {self.config.start}, perceptual: {self.perceptual_name})"
                 + (f" from {self.source}" if self.source else ""))
 
 
@@ -378,7 +387,8 @@ def load_inversion(checkpoint: str | os.PathLike[str], config: ProjectorConfig |
     chosen = select_device(device)
     generator, _ = load_generator(saved, chosen)
     return InversionRestorer(generator, chosen, config or ProjectorConfig(), load_discriminator(saved, chosen),
-                             perceptual_weights, auto_mask, source=str(saved.path))
+                             perceptual_weights, auto_mask, source=str(saved.path),
+                             encoder=load_encoder(saved, generator))
 
 
 def _image_files(path: Path) -> list[Path]:
@@ -463,3 +473,122 @@ def restore_at_own_size(restorer: InversionRestorer, images: Sequence[np.ndarray
         m = (hidden > 0.5).astype(np.float32)[..., None]
         out.append(np.round(m * big + (1 - m) * image).astype(np.uint8))
     return out
+
+
+class LatentEncoder(nn.Module):
+    """A small CNN from an occluded face (hidden pixels zeroed) and its mask to a w latent: the inversion's start
+    when the mean face is a poor one (seed 003's failures: a start of the wrong sex, age or pose). Its output is
+    the offset from the generator's mean w in units of the w spread."""
+
+    def __init__(self, size: int, style_dim: int, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(4, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        channels, side = width, size
+        while side > 4:
+            wider = min(channels * 2, 256)
+            layers += [nn.Conv2d(channels, wider, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            channels, side = wider, side // 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels * 16, style_dim)
+        self.size = size
+        self.register_buffer("w_mean", torch.zeros(1, style_dim))  # the generator's, set when trained
+        self.register_buffer("w_scale", torch.tensor(1.0))  # the spread of w per coordinate
+
+    def forward(self, image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([image * (1 - hidden), hidden], 1)
+        return self.head(self.features(x).flatten(1))
+
+
+def drawn_masks(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Random occluders for encoder training (n, 1, size, size): a lower-face block (a mask's place) of random
+    height and width, a random rectangle anywhere, or nothing, a third each."""
+    masks = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        kind = int(torch.randint(3, (), generator=generator))
+        u = torch.rand(4, generator=generator).tolist()
+        if kind == 0:
+            top, half = int(size * (0.4 + 0.2 * u[0])), int(size * (0.2 + 0.2 * u[1]))
+            bottom, centre = int(size * (0.85 + 0.15 * u[2])), size // 2 + int(size * 0.1 * (u[3] - 0.5))
+            masks[i, 0, top:bottom, max(0, centre - half):centre + half] = 1
+        elif kind == 1:
+            h, w = int(size * (0.15 + 0.35 * u[0])), int(size * (0.15 + 0.35 * u[1]))
+            y, x = int((size - h) * u[2]), int((size - w) * u[3])
+            masks[i, 0, y:y + h, x:x + w] = 1
+    return masks
+
+
+def train_encoder(generator: Generator, steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+                  device: torch.device | str = "cpu", progress: bool = True) -> tuple[LatentEncoder, list[float]]:
+    """Fit a :class:`LatentEncoder` to the generator's own samples with drawn occluders (the true w known);
+    returns it and the loss (mean squared w error in spread units) per step."""
+    device = torch.device(device)
+    generator = generator.to(device).eval().requires_grad_(False)
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    encoder = LatentEncoder(generator.size, generator.style_dim).to(device)
+    z = torch.randn(10_000, generator.style_dim, generator=rng).to(device)
+    with torch.no_grad():
+        w_all = torch.cat([generator.mapping(part) for part in z.split(1000)])
+    w_mean, w_std = w_all.mean(0, keepdim=True), float(((w_all - w_all.mean(0)).pow(2).sum() / len(w_all)).sqrt())
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    losses = []
+    with progress_bar(steps, "Training the inversion encoder", progress) as advance:
+        for _ in range(steps):
+            with torch.no_grad():
+                w = generator.mapping(torch.randn(batch_size, generator.style_dim, generator=rng).to(device))
+                images = generator.synthesis(generator.broadcast(w))
+            hidden = drawn_masks(batch_size, generator.size, rng).to(device)
+            target = (w - w_mean) / w_std * math.sqrt(generator.style_dim)  # unit variance per coordinate
+            loss = F.mse_loss(encoder(images, hidden), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            advance(1)
+    encoder.w_mean.copy_(w_mean)
+    encoder.w_scale.fill_(w_std / math.sqrt(generator.style_dim))
+    return encoder.eval().cpu(), losses
+
+
+def encoder_start(encoder: LatentEncoder, generator: Generator, target: torch.Tensor, hidden: torch.Tensor
+                  ) -> torch.Tensor:
+    """W+ starts (n, n_latent, d) from the encoder's w for each occluded target."""
+    device = target.device
+    with torch.no_grad():
+        offset = encoder.to(device)(target, hidden)
+        w = encoder.w_mean.to(device) + offset * encoder.w_scale.to(device)
+    return generator.broadcast(w).clone()
+
+
+def add_encoder(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], steps: int = 2000,
+                batch_size: int = 16, seed: int = 0, device: str = "auto", progress: bool = True
+                ) -> tuple[Path, list[float]]:
+    """Train an inversion encoder for a stylegan2 checkpoint and write the checkpoint with it (``encoder/``
+    tensors) to ``out``; ``--start encoder`` then uses it."""
+    from unveil.devices import select_device
+    from unveil.methods.stylegan2 import load_generator
+    from unveil.train.checkpoint import read_checkpoint, save_checkpoint
+
+    saved = read_checkpoint(checkpoint)
+    if saved.method != "stylegan2":
+        raise UnveilError(f"{saved.path} holds a {saved.method} model; the encoder inverts a stylegan2 generator.")
+    chosen = select_device(device)
+    generator, _ = load_generator(saved, chosen)
+    encoder, losses = train_encoder(generator, steps, batch_size, seed=seed, device=chosen, progress=progress)
+    tensors = {k: v for k, v in saved.tensors.items() if not k.startswith("encoder/")}
+    tensors.update({f"encoder/{k}": v for k, v in encoder.state_dict().items()})
+    meta = dict(saved.meta)
+    meta["outputs"] = {**saved.outputs, "encoder": {"steps": steps, "batch_size": batch_size,
+                                                    "final_loss": float(np.mean(losses[-50:]))}}
+    meta.pop("format", None)
+    return save_checkpoint(out, tensors, meta), losses
+
+
+def load_encoder(saved: object, generator: Generator) -> LatentEncoder | None:
+    """The inversion encoder stored with a stylegan2 checkpoint (see :func:`add_encoder`), or None."""
+    state = {k[len("encoder/"):]: v for k, v in saved.tensors.items() if k.startswith("encoder/")}  # type: ignore[attr-defined]
+    if not state:
+        return None
+    encoder = LatentEncoder(generator.size, generator.style_dim)
+    encoder.load_state_dict(state)
+    return encoder.eval().requires_grad_(False)

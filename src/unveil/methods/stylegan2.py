@@ -328,18 +328,19 @@ def load_discriminator(saved: Any, device: torch.device) -> Discriminator | None
 
 def load_restorer(saved: Any, device: torch.device) -> Any:
     """The restorer of a stylegan2 checkpoint: masked latent inversion with the default projector."""
-    from unveil.methods.inversion import InversionRestorer, ProjectorConfig
+    from unveil.methods.inversion import InversionRestorer, ProjectorConfig, load_encoder
 
     generator, _ = load_generator(saved, device)
     return InversionRestorer(generator, device, ProjectorConfig(), load_discriminator(saved, device),
-                             source=str(saved.path))
+                             source=str(saved.path), encoder=load_encoder(saved, generator))
 
 
 #: A CPU-budget preset: 64 px, an eighth of config F's width (64 feature maps up to 32 px), a 256-wide style
-#: through 4 mapping layers, batch 16, lazy R1 as the reference, path length off, a short EMA half-life ramped
-#: up (about 1.5 s a step on 2 cores).
+#: through 4 mapping layers, batch 16, R1 gamma 0.1 (StyleGAN2-ADA's rule 0.0002 * size^2 / batch gives 0.05 at
+#: 64 px; the reference's 10 is for 1024 px and kept samples shapeless here for 500 steps), path length off, a
+#: short EMA half-life ramped up (about 1.5 s a step on 2 cores).
 CPU_PRESET: dict[str, Any] = {"model": {"width": 64, "style_dim": 256, "n_mlp": 4, "path_regularize": 0.0,
-                                        "ema_kimg": 2.0, "ema_rampup": 0.05},
+                                        "r1": 0.1, "ema_kimg": 2.0, "ema_rampup": 0.05},
                               "n_epochs": 30, "n_epochs_decay": 0, "load_size": 72, "crop_size": 64, "batch_size": 16,
                               "flip": True, "save_epoch_freq": 5}
 #: The reference setting at 256 px: config F, batch 16 per process, constant learning rate.
