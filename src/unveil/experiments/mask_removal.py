@@ -87,8 +87,8 @@ def select_test_rows(table: pd.DataFrame, config: MaskRemovalConfig) -> pd.DataF
     return rows.iloc[np.unique(picks)].reset_index(drop=True)
 
 
-def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.ndarray], config: MaskRemovalConfig
-                ) -> list[np.ndarray]:
+def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.ndarray], config: MaskRemovalConfig,
+                progress: bool = True) -> list[np.ndarray]:
     """The arm's restored crops (at the crops' size)."""
     import cv2
 
@@ -100,7 +100,7 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
         options = ProjectorConfig(steps=config.steps, starts=variant.starts, perceptual=config.perceptual,  # type: ignore[arg-type]
                                   start=variant.start, seed=config.seed)  # type: ignore[arg-type]
         restorer = load_inversion(variant.checkpoint, options, config.device)
-        restorer.projector.progress = True
+        restorer.projector.progress = progress
         if variant.mask == "auto":
             masks = landmark_masks(occluded)
         return restore_at_own_size(restorer, occluded, masks)
@@ -157,7 +157,7 @@ def run_mask_removal(config: MaskRemovalConfig, samples: str | os.PathLike[str],
     arms = variants(config)
     with progress_bar(len(arms), "mask removal: arms", progress) as advance:
         for variant in arms:
-            outputs[variant.name] = run_variant(variant, occluded, masks, config)
+            outputs[variant.name] = run_variant(variant, occluded, masks, config, progress)
             advance(1)
     outputs["clean (G)"] = clean
     au_model, aus = None, []
