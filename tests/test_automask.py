@@ -39,7 +39,7 @@ def _frames(take: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 def test_mask_from_landmarks_overlaps_the_drawn_mask(masked: Path) -> None:
     frames = _frames(masked)
     from_truth = [iou(occluder_mask(image, points=points), true) for image, true, points in frames]
-    assert np.mean(from_truth) > 0.82  # measured 0.87 on the 2-subject benchmark: only the ear loops are missing
+    assert np.mean(from_truth) > 0.85  # measured 0.94 here and on the 2-subject benchmark (no ear loops)
     found = [iou(occluder_mask(image), true) for image, true, _ in frames]
     assert np.mean(found) > 0.75  # measured 0.84 with dlib's landmarks on the masked faces
 
