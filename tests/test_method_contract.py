@@ -41,7 +41,7 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
     "classifier": {"width": 4, "norm": "group", "dropout": 0.0},
     "manipulator": {"ngf": 4, "ndf": 4},
     "stylegan2": {"width": 8, "style_dim": 16, "n_mlp": 2, "mbstd_group": 1, "path_regularize": 0.0,
-                  "n_samples_grid": 2},
+                  "n_samples_grid": 2, "inversion_steps": 20, "inversion_warm_steps": 5},
     "toy": {"width": 4},
 }
 TINY_LOOP = dict(n_epochs=1, n_epochs_decay=1, load_size=36, crop_size=32, batch_size=2, save_latest_freq=1,

@@ -61,6 +61,9 @@ class StyleGAN2Config(Config):
     mbstd_group: int = Field(default=4, ge=1, description="Images per minibatch standard-deviation group of the "
                                                           "critic (1: each image judged alone).")
     n_samples_grid: int = Field(default=8, ge=1, description="Fixed latents in the per-epoch sample grid.")
+    inversion_steps: int = Field(default=1000, ge=1, description="Projector steps of this run's restorer (unveil "
+                                                                 "restore); unveil inpaint takes --steps.")
+    inversion_warm_steps: int = Field(default=200, ge=1, description="Its steps for later frames of a video.")
 
 
 class SeededImages(LabelledDataset):
@@ -330,8 +333,10 @@ def load_restorer(saved: Any, device: torch.device) -> Any:
     """The restorer of a stylegan2 checkpoint: masked latent inversion with the default projector."""
     from unveil.methods.inversion import InversionRestorer, ProjectorConfig, load_encoder
 
+    options = StyleGAN2Config(**saved.config["model"])
     generator, _ = load_generator(saved, device)
-    return InversionRestorer(generator, device, ProjectorConfig(), load_discriminator(saved, device),
+    projector = ProjectorConfig(steps=options.inversion_steps, warm_steps=options.inversion_warm_steps)
+    return InversionRestorer(generator, device, projector, load_discriminator(saved, device),
                              source=str(saved.path), encoder=load_encoder(saved, generator))
 
 
