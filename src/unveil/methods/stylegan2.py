@@ -132,6 +132,7 @@ class StyleGAN2Method(MethodBase):
         generator = torch.Generator().manual_seed(seed)
         self.grid_z = torch.randn(c.n_samples_grid, c.style_dim, generator=generator)
         self.mean_path_length = torch.zeros(())
+        self.ema_at = 0  # the update count g_ema last followed
 
     def describe(self) -> dict[str, Any]:
         return {"size": self.config.crop_size}
@@ -175,8 +176,9 @@ class StyleGAN2Method(MethodBase):
     def train_step(self, batch: dict[str, torch.Tensor], step: Step) -> dict[str, torch.Tensor]:
         c, G, D = self.config.model, self.module.G, self.module.D
         real, seeds = batch["image"], batch["seed"].cpu()
-        if step.iteration:  # G was stepped after the previous batch
-            self.update_ema(step.iteration * self.config.batch_size)
+        if step.iteration and step.iteration != self.ema_at:  # G stepped since (once per update, not per
+            self.update_ema(step.iteration * self.config.batch_size)  # accumulated batch)
+            self.ema_at = step.iteration
         with step.autocast():
             with torch.no_grad():
                 fake = G(**self._inputs(seeds, step.iteration, "D"))
