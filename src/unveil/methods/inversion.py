@@ -202,12 +202,8 @@ class Projector:
             raise UnveilError("This StyleGAN2 checkpoint has no inversion encoder; add one with 'unveil "
                               "train-encoder', or start from the mean.")
         self.generator.to(device).eval().requires_grad_(False)
-        z = torch.randn(config.n_mean_latent, generator.style_dim,
-                        generator=torch.Generator().manual_seed(config.seed)).to(device)
-        with torch.no_grad():
-            w = torch.cat([generator.mapping(part) for part in z.split(1000)])
-        self.w_mean = w.mean(0, keepdim=True)
-        self.w_std = float(((w - self.w_mean).pow(2).sum() / len(w)).sqrt())
+        self.w_mean, self.w_std = generator.mean_latent(config.n_mean_latent,
+                                                        torch.Generator().manual_seed(config.seed))
 
     def streams(self, target: torch.Tensor) -> list[torch.Generator]:
         """One random stream per image, seeded by the seed and the image's pixels: an image gets the same noise
@@ -526,10 +522,7 @@ def train_encoder(generator: Generator, steps: int = 2000, batch_size: int = 16,
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     encoder = LatentEncoder(generator.size, generator.style_dim).to(device)
-    z = torch.randn(10_000, generator.style_dim, generator=rng).to(device)
-    with torch.no_grad():
-        w_all = torch.cat([generator.mapping(part) for part in z.split(1000)])
-    w_mean, w_std = w_all.mean(0, keepdim=True), float(((w_all - w_all.mean(0)).pow(2).sum() / len(w_all)).sqrt())
+    w_mean, w_std = generator.mean_latent(10_000, rng)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     losses = []
     with progress_bar(steps, "Training the inversion encoder", progress) as advance:

@@ -265,8 +265,7 @@ class Generator(nn.Module):
     def mean_latent(self, n: int = 10_000, generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
         """The mean w of ``n`` random z and the root-mean-square distance of the w around it (the projector's
         start and the scale of its latent noise)."""
-        device = self.input.input.device
-        z = torch.randn(n, self.style_dim, device=device, generator=generator)
+        z = torch.randn(n, self.style_dim, generator=generator).to(self.input.input.device)  # drawn on the CPU
         w = torch.cat([self.mapping(part) for part in z.split(1000)])
         mean = w.mean(0, keepdim=True)
         return mean, float(((w - mean).pow(2).sum() / n).sqrt())
