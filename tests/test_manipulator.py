@@ -99,3 +99,79 @@ def test_a_checkpoint_edits_an_image_and_refuses_unknown_aus(trained, tmp_path: 
         failed = run("-o", str(tmp_path / "bad"), *args)
         assert failed.returncode == 2 and message in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad.png").exists()
+
+
+class _ChannelJudge:
+    """A stand-in AU reader with a closed form: AU k is the mean of colour channel k, over 255."""
+
+    aus = ["AU01", "AU02", "AU12"]
+
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([np.asarray(image, np.float64).mean(axis=(0, 1)) / 255 for image in images])
+
+
+class _ChannelEditor:
+    """A stand-in manipulator with known edits: raising AU k by c lifts channel k by ``gain[k] * c``, and AU12
+    also lifts channel 0 by ``leak * c`` (a correlated AU drawn along); G(x, 0) is exact."""
+
+    aus = ["AU01", "AU02", "AU12"]
+    gain, leak = np.array([1.0, 0.2, 0.8]), 0.3
+
+    def __call__(self, images: list[np.ndarray], changes: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for image, c in zip(images, changes, strict=True):
+            lift = self.gain * c + np.array([self.leak * c[2], 0.0, 0.0])
+            out.append((np.asarray(image, np.float64) + 255 * lift).astype(np.float64))
+        return out
+
+
+def test_the_manipulation_measure_reads_each_edit_against_its_closed_form() -> None:
+    from unveil.experiments.manipulation import ManipulationConfig, measure_edits
+
+    faces = [np.full((8, 8, 3), 10.0 * i) for i in range(4)]
+    config = ManipulationConfig(manipulator="m", judge="j", activation=0.5)
+    frame, examples = measure_edits(_ChannelEditor(), _ChannelJudge(), faces, config)
+    rows = frame.set_index("AU")
+    # moved = gain * 0.5; share = gain; others = mean over the two other AUs of their absolute moves
+    assert rows["moved"].to_numpy() == pytest.approx([0.5, 0.1, 0.4])
+    assert rows["share"].to_numpy() == pytest.approx([1.0, 0.2, 0.8])
+    assert rows["others"].to_numpy() == pytest.approx([0.0, 0.0, 0.15 / 2])
+    assert rows.loc["AU12", "worst_other"] == "AU01"
+    assert rows["reconstruction_others"].to_numpy() == pytest.approx(0.0)
+    # the issue's bar: share >= 0.5 and others < 0.1 (AU02 moves too little)
+    assert rows["passes"].tolist() == [True, False, True]
+    assert len(examples) == 3 and all(len(e) == 3 for e in examples)
+    strict = config.model_copy(update={"pass_others": 0.05})
+    assert measure_edits(_ChannelEditor(), _ChannelJudge(), faces, strict)[0]["passes"].tolist() == [True, False,
+                                                                                                      False]
+
+
+def test_the_manipulation_experiment_runs_on_a_trained_manipulator(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    """The command end to end on the tiny grid manipulator, judged by a tiny grid classifier; then bad input."""
+    from unveil.train.config import resolve_train_config
+    from unveil.train.loop import train
+
+    root, _, result = trained
+    judge = train(root / "grid", tmp_path / "judge", resolve_train_config(
+        "classifier", preset="seed002", flags={"n_epochs": 1, "device": "cpu", "batch_size": 8},
+        model_flags={"width": 4}), progress=False)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "unveil", "experiment", "manipulation", str(root / "grid"),
+                               "-o", str(tmp_path / "out"), *args], capture_output=True, text=True)
+
+    done = run("-m", str(result.run_dir), "--judge", str(judge.run_dir), "--split", "train", "--neutral-below",
+               "0.5", "--activation", "1", "-q")
+    assert done.returncode == 0, done.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert table["AU"].tolist() == [f"AU{d}" for d in range(1, 10)]
+    assert ((table["share"] - table["moved"]).abs() < 1e-6).all()  # activation 1: share = move
+    assert (tmp_path / "out" / "grid.png").stat().st_size > 0 and "passes" in done.stdout
+    for args, message in ((["-m", str(tmp_path / "nothing"), "--judge", str(judge.run_dir)], "does not exist"),
+                          (["-m", str(judge.run_dir), "--judge", str(judge.run_dir)], "is no manipulator"),
+                          (["-m", str(result.run_dir), "--judge", str(judge.run_dir), "--split", "nope"],
+                           "No face of split 'nope'")):
+        failed = run(*args)
+        assert failed.returncode == 2 and message in failed.stderr and len(failed.stderr.strip().splitlines()) == 1

@@ -116,10 +116,11 @@ def test_early_stopping_keeps_the_best_epoch_and_a_resume_does_not_train_on(fake
 
 def test_the_experiment_runs_every_strategy_and_a_rerun_continues(fake_mnist: Path, tmp_path: Path) -> None:
     config = AugmentationConfig(sizes=[40], noise=["none"], seeds=2, extra=2, test_per_digit=4, width=4,
-                                max_epochs=3, patience=2, batch_size=20, device="cpu", mnist=str(fake_mnist))
+                                max_epochs=3, patience=2, batch_size=20, device="cpu", mnist=str(fake_mnist),
+                                em_width=4, em_epochs=1, em_epochs_decay=0)
     frame = run_augmentation(config, tmp_path / "exp", progress=False)
-    assert sorted(frame["strategy"].unique()) == ["pseudo-labels", "supervised", "upsampling"]
-    assert len(frame) == 6 and frame["F1"].between(0, 100).all()
+    assert sorted(frame["strategy"].unique()) == ["manipulator", "pseudo-labels", "supervised", "upsampling"]
+    assert len(frame) == 8 and frame["F1"].between(0, 100).all()
     table = (tmp_path / "exp" / "table.md").read_text()
     assert "| 40 | none | pseudo-labels | 2 |" in table
     folder = tmp_path / "exp" / "grid-40-none"
@@ -129,6 +130,13 @@ def test_the_experiment_runs_every_strategy_and_a_rerun_continues(fake_mnist: Pa
     upsampled = training_rows(grid, "upsampling", 0, 2, folder, folder / "runs", "cpu")
     extra = upsampled.iloc[44:]
     assert len(extra) == 80 and extra["image"].isin(grid[grid["split"] == "train"]["image"]).all()
+    # EM augmentation: pool grid i edited to show digit (i mod 9) alone, labelled one-hot, with a fresh noise draw
+    edited = training_rows(grid, "manipulator", 0, 2, folder, folder / "runs", "cpu", config).iloc[44:]
+    assert len(edited) == 80 and edited["image"].str.startswith("manipulated-s0/").all()
+    assert np.array_equal(edited[list(LABELS)].to_numpy(), np.eye(9)[np.arange(80) % 9])
+    assert all((folder / name).is_file() for name in edited["image"])
+    assert not set(edited["noise_seed"]) & set(grid["noise_seed"]) and edited["noise_seed"].is_unique
+    assert (folder / "runs" / "em-s0" / "checkpoints" / "latest.safetensors").is_file()
     stamp = (folder / "runs" / "upsampling-s1" / "scores.json").stat().st_mtime_ns
     again = run_augmentation(config, tmp_path / "exp", progress=False)
     assert (folder / "runs" / "upsampling-s1" / "scores.json").stat().st_mtime_ns == stamp  # not trained again

@@ -597,24 +597,33 @@ def experiment_augmentation(
     noise: Annotated[Optional[list[str]], typer.Option(help="Noise level (repeatable): none, medium, hard. "
                                                             "\\[default: medium and hard]")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option(help="Strategy (repeatable): supervised, upsampling, "
-                                                               "pseudo-labels. \\[default: all three]")] = None,
+                                                               "pseudo-labels, manipulator (EM augmentation). "
+                                                               "\\[default: all four]")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Runs per strategy. \\[default: 5]")] = None,
     clip: Annotated[Optional[bool], typer.Option("--clip/--no-clip", help="Clip noisy pixels to [0, 1]. "
                                                                         "\\[default: no-clip]")] = None,
     width: Annotated[Optional[int], typer.Option(help="The small CNN's first-stage channels. \\[default: 16]")
                      ] = None,
+    em_epochs: Annotated[Optional[int], typer.Option(help="The manipulator strategy's epochs at a constant rate. "
+                                                          "\\[default: 30]")] = None,
+    em_epochs_decay: Annotated[Optional[int], typer.Option(help="Then its epochs of linear decay. \\[default: 20]")
+                               ] = None,
+    em_width: Annotated[Optional[int], typer.Option(help="Its generator and critic width. \\[default: 16]")] = None,
     mnist: Annotated[Optional[Path], typer.Option(help="mnist.npz. \\[default: $UNVEIL_MNIST, the cache, or a "
                                                        "download]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. \\[default: auto]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Seed 002's AU-classifier strategies on its MNIST grid: fully supervised, random up-sampling and
-    pseudo-labels, several seeds each; F1 and false discovery rate on uncorrelated test images, beside the seed's."""
+    """Seed 002's AU-classifier strategies on its MNIST grid: fully supervised, random up-sampling, pseudo-labels
+    and Expression Manipulator augmentation, several seeds each; F1 and false discovery rate on uncorrelated test
+    images, beside the seed's."""
     from unveil.experiments.augmentation import AugmentationConfig, run_augmentation, table_markdown
 
     cfg = _options(AugmentationConfig, config, {"sizes": size, "noise": noise, "clip": clip, "strategies": strategy,
                                                 "seeds": seeds, "width": width, "device": device,
+                                                "em_epochs": em_epochs, "em_epochs_decay": em_epochs_decay,
+                                                "em_width": em_width,
                                                 "mnist": str(mnist) if mnist else None})
     frame = run_augmentation(cfg, out, progress=not quiet)
     typer.echo(table_markdown(frame), nl=False)
@@ -649,6 +658,31 @@ def experiment_mask_removal(
                                device=device)
     run_mask_removal(config, samples, out, progress=not quiet)
     typer.echo((out / "table.md").read_text(), nl=False)
+
+
+@experiment_app.command("manipulation")
+def experiment_manipulation(
+    samples: Annotated[Path, typer.Argument(help="A prepared folder with true AU labels (a prepared benchmark).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.csv, table.md, grid.png).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="The manipulator's checkpoint or run folder.")],
+    judge: Annotated[Path, typer.Option(help="An AU classifier run ('unveil train classifier' on the same kind of "
+                                             "faces), which reads the edits.")],
+    activation: Annotated[float, typer.Option(min=0.01, max=1.0, help="The requested change of each AU.")] = 0.7,
+    count: Annotated[int, typer.Option(min=1, help="Neutral test faces.")] = 48,
+    split: Annotated[str, typer.Option(help="The prepared split the faces come from.")] = "val",
+    neutral_below: Annotated[float, typer.Option(help="Neutral: every true AU below this.")] = 0.05,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Seed 002's Expression Manipulator, checked: each AU alone raised on neutral faces, read by an independent AU
+    model; does the requested AU move by half the request while the others stay?"""
+    from unveil.experiments.manipulation import ManipulationConfig, run_manipulation
+
+    config = ManipulationConfig(manipulator=str(model), judge=str(judge), activation=activation, count=count,
+                                split=split, neutral_below=neutral_below, device=device)
+    run_manipulation(config, samples, out, progress=not quiet)
+    typer.echo((out / "table.md").read_text(), nl=False)
+    typer.echo(f"grid: {out / 'grid.png'}")
 
 
 @app.command()
