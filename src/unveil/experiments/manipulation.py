@@ -14,6 +14,7 @@ edit's measured move).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,15 @@ def neutral_rows(table: pd.DataFrame, aus: list[str], split: str, below: float, 
     return rows.iloc[picks]
 
 
+def first_of_each_subject(rows: pd.DataFrame, count: int) -> list[int]:
+    """Positions of up to ``count`` rows for the grid: one per person first (the first row of each), then the
+    next rows in order."""
+    people = rows["subject"].to_numpy() if "subject" in rows.columns else np.arange(len(rows))
+    firsts = [int(i) for i in np.unique(people, return_index=True)[1]]
+    rest = [i for i in range(len(rows)) if i not in firsts]
+    return sorted((firsts + rest)[:count])
+
+
 def judge_reference(table: pd.DataFrame, root: Path, judge, aus: list[str], config: ManipulationConfig  # noqa: ANN001
                     ) -> dict[str, tuple[float, int]]:
     """Per AU: the judge's mean reading of the split's real faces whose true AU lies within ``near`` of the
@@ -92,11 +102,11 @@ def judge_reference(table: pd.DataFrame, root: Path, judge, aus: list[str], conf
 
 
 def measure_edits(manipulator, judge, faces: list[np.ndarray], config: ManipulationConfig,  # noqa: ANN001
-                  reference: dict[str, tuple[float, int]] | None = None, progress: bool = False
-                  ) -> tuple[pd.DataFrame, list[list[np.ndarray]]]:
+                  reference: dict[str, tuple[float, int]] | None = None, progress: bool = False,
+                  shown: Sequence[int] = (0, 1, 2)) -> tuple[pd.DataFrame, list[list[np.ndarray]]]:
     """Edit ``faces`` by each AU of ``manipulator`` alone (``manipulator(images, changes)`` -> images) and read
-    them with ``judge`` (``judge(images)`` -> columns named ``judge.aus``); one row per AU both know, and the edits
-    of the first three faces per AU (for the grid)."""
+    them with ``judge`` (``judge(images)`` -> columns named ``judge.aus``); one row per AU both know, and per AU the
+    edits of the faces ``shown`` (for the grid)."""
     judged = [a for a in manipulator.aus if a in judge.aus]
     if not judged:
         raise UnveilError(f"The judge reads {', '.join(judge.aus)}, none of the manipulator's "
@@ -136,7 +146,7 @@ def measure_edits(manipulator, judge, faces: list[np.ndarray], config: Manipulat
     with progress_bar(len(manipulator.aus), "manipulation: AUs", progress) as advance:
         for k, au in enumerate(manipulator.aus):
             edited = edit(conditions[k])
-            examples.append(edited[:3])
+            examples.append([edited[i] for i in shown])
             advance(1)
             if au in judged:
                 records.append(au_record(au, read(edited) - before))
@@ -166,12 +176,13 @@ def run_manipulation(config: ManipulationConfig, samples: str | os.PathLike[str]
     rows = neutral_rows(table, manipulator.aus, config.split, config.neutral_below, config.count)
     faces = [square_resize(load_image(root / p), manipulator.size) for p in rows["image"]]
     reference = judge_reference(table, root, judge, [a for a in manipulator.aus if a in judge.aus], config)
-    frame, examples = measure_edits(manipulator, judge, faces, config, reference, progress)
+    shown = first_of_each_subject(rows, 3)
+    frame, examples = measure_edits(manipulator, judge, faces, config, reference, progress, shown)
     folder = ensure_dir(out)
     with atomic_path(folder / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
     write_text_atomic(folder / "table.md", table_markdown(frame, config))
-    au_grid(faces[:3], examples, manipulator.aus, config.activation, folder / "grid.png")
+    au_grid([faces[i] for i in shown], examples, manipulator.aus, config.activation, folder / "grid.png")
     return frame
 
 

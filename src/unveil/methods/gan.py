@@ -38,11 +38,6 @@ class GANLoss(nn.Module):
         return self.loss(prediction, target.expand_as(prediction))  # type: ignore[misc]
 
 
-def wide(t: torch.Tensor) -> torch.Tensor:
-    """Half-precision values (under AMP) as float32 for losses and penalties; other dtypes as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 def gradient_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                      kind: str = "mixed", constant: float = 1.0, weight: float = 10.0,
                      alpha: torch.Tensor | None = None) -> torch.Tensor:

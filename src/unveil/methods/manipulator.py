@@ -30,8 +30,9 @@ from unveil.config import Config
 from unveil.data.datasets import Augment, LabelledDataset, au_label_columns, select, to_tensor
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
-from unveil.methods.gan import gradient_penalty, wide
+from unveil.methods.gan import gradient_penalty
 from unveil.methods.registry import MethodSpec, register
+from unveil.nets.layers import wide
 from unveil.nets.manipulator import ManipulatorDiscriminator, ManipulatorGenerator
 from unveil.train.method import MethodBase, weighted_means
 

@@ -27,8 +27,8 @@ from unveil.config import Config
 from unveil.data.datasets import Augment, LabelledDataset, select
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
-from unveil.methods.gan import wide
 from unveil.methods.registry import MethodSpec, register
+from unveil.nets.layers import wide
 from unveil.nets.stylegan2 import Discriminator, Generator
 from unveil.train.method import MethodBase
 

@@ -1,4 +1,5 @@
-"""Normalisation choices and weight initialisation with the reference implementation's names and meanings."""
+"""Normalisation choices and weight initialisation with the reference implementation's names and meanings, and
+the half-precision widening that losses and statistics share."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import functools
 from collections.abc import Callable
 from typing import Literal
 
+import torch
 from torch import nn
 
 from unveil.errors import UnveilError
 
 NormName = Literal["instance", "batch", "none"]
 InitName = Literal["normal", "xavier", "kaiming", "orthogonal"]
+
+
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision values (under AMP) as float32 for losses, penalties and sums of squares that could overflow;
+    other dtypes as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 class Identity(nn.Module):

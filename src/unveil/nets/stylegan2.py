@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unveil.nets.layers import wide
+
 BLUR_KERNEL = (1, 3, 3, 1)
 
 
@@ -29,11 +31,6 @@ def base_channels(channel_multiplier: int = 2, width: int = 512) -> dict[int, in
     m = channel_multiplier
     full = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
     return {res: max(1, c * width // 512) for res, c in full.items()}
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """Half precision (AMP) as float32 where sums of squares could overflow; other dtypes as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def make_kernel(taps: Sequence[float]) -> torch.Tensor:
@@ -166,7 +163,7 @@ class ModulatedConv2d(nn.Module):
         else:
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
-            demod = torch.rsqrt(_wide(style).pow(2) @ _wide(weight).pow(2).sum((2, 3)).t() + 1e-8)  # (n, out)
+            demod = torch.rsqrt(wide(style).pow(2) @ wide(weight).pow(2).sum((2, 3)).t() + 1e-8)  # (n, out)
             out = out * demod.to(out.dtype).view(batch, self.out_channels, 1, 1)
         return out
 
@@ -380,7 +377,7 @@ class Discriminator(nn.Module):
         group = min(batch, self.stddev_group)
         while batch % group:
             group -= 1
-        std = _wide(out).view(group, -1, 1, c, h, w)
+        std = wide(out).view(group, -1, 1, c, h, w)
         std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean((2, 3, 4), keepdim=True).squeeze(2)
         out = torch.cat([out, std.to(out.dtype).repeat(group, 1, h, w)], 1)
         out = self.final_conv(out)
