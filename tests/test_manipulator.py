@@ -175,3 +175,42 @@ def test_the_manipulation_experiment_runs_on_a_trained_manipulator(trained, tmp_
                            "No face of split 'nope'")):
         failed = run(*args)
         assert failed.returncode == 2 and message in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_a_frozen_au_judge_can_read_the_edits_and_never_trains(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    """lambda_expr: a classifier checkpoint reads G's edits against their targets; its weights stay as they were
+    and outside the manipulator's checkpoint; an emotion signal is refused in one sentence."""
+    from unveil.errors import UnveilError
+    from unveil.train.checkpoint import read_checkpoint
+    from unveil.train.config import resolve_train_config
+    from unveil.train.loop import train
+
+    root, _, _ = trained
+    judge = train(root / "grid", tmp_path / "judge", resolve_train_config(
+        "classifier", preset="seed002", flags={"n_epochs": 1, "device": "cpu", "batch_size": 8},
+        model_flags={"width": 4}), progress=False)
+    judge_file = judge.run_dir / "checkpoints" / "latest.safetensors"
+    before = read_checkpoint(judge_file).tensors
+    flags = {"n_epochs": 1, "n_epochs_decay": 0, "batch_size": 4, "device": "cpu"}
+    config = resolve_train_config("manipulator", preset="cpu", flags=flags,
+                                  model_flags={"ngf": 4, "ndf": 4, "lambda_expr": 10.0, "expr_judge": str(judge_file)})
+    result = train(root / "grid", tmp_path / "em", config, progress=False)
+    record = result.history[-1]
+    assert record["G_expr"] > 0 and record["val_expr"] > 0
+    saved = read_checkpoint(result.run_dir / "checkpoints" / "latest.safetensors")
+    assert not any("judge" in name or name.startswith("net.") for name in saved.tensors)
+    after = read_checkpoint(judge_file).tensors
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    import shutil
+
+    shutil.copy(judge_file, tmp_path / "copy.safetensors")
+    for reader in (judge.run_dir, tmp_path / "copy.safetensors"):  # the judge in the loss, by any path, is refused
+        failed = subprocess.run([sys.executable, "-m", "unveil", "experiment", "manipulation", str(root / "grid"),
+                                 "-o", str(tmp_path / "out"), "-m", str(result.run_dir), "--judge", str(reader),
+                                 "--split", "train", "--neutral-below", "0.5", "-q"], capture_output=True, text=True)
+        assert failed.returncode == 2 and "in the manipulator's own loss" in failed.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
+    emotion = resolve_train_config("manipulator", preset="cpu", flags=flags, model_flags={
+        "ngf": 4, "ndf": 4, "lambda_expr": 1.0, "expr_judge": str(judge_file), "expr_signal": "emotion"})
+    with pytest.raises(UnveilError, match="reads AUs against the edit's targets"):
+        train(root / "grid", tmp_path / "em2", emotion, progress=False)

@@ -64,6 +64,20 @@ def neutral_rows(table: pd.DataFrame, aus: list[str], split: str, below: float, 
     return rows.iloc[picks]
 
 
+def judged_by_its_own_loss(manipulator: str | Path, judge: str | Path) -> bool:
+    """Whether ``judge`` holds the same network as the frozen AU model in the manipulator's expression term."""
+    import torch
+
+    from unveil.train.checkpoint import read_checkpoint
+
+    model = read_checkpoint(manipulator).config.get("model", {})
+    in_loss = model.get("expr_judge")
+    if not model.get("lambda_expr") or not in_loss or not Path(in_loss).exists():
+        return False
+    a, b = read_checkpoint(in_loss).network_state(), read_checkpoint(judge).network_state()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def first_of_each_subject(rows: pd.DataFrame, count: int) -> list[int]:
     """Positions of up to ``count`` rows for the grid: one per person first (the first row of each), then the
     next rows in order."""
@@ -172,6 +186,9 @@ def run_manipulation(config: ManipulationConfig, samples: str | os.PathLike[str]
     judge = load_analysis_model(config.judge, config.device)
     if not getattr(judge, "aus", None):
         raise UnveilError(f"{config.judge} reads no AUs, so it cannot judge AU edits.")
+    if judged_by_its_own_loss(config.manipulator, config.judge):
+        raise UnveilError(f"{config.judge} is the AU model in the manipulator's own loss (lambda_expr), so its "
+                          "reading of the edits proves nothing; give an AU model that was not in training.")
     table, root = load_samples(samples)
     rows = neutral_rows(table, manipulator.aus, config.split, config.neutral_below, config.count)
     faces = [square_resize(load_image(root / p), manipulator.size) for p in rows["image"]]

@@ -10,6 +10,12 @@ meets the critic, the target AUs as the critic reads them on its output (150), r
 (30), the cycle ``|G(G(x, c), -c) - x|`` (30) and total variation (1e-5; of the attention map with ``attention``).
 Adam 1e-4, betas (0.5, 0.999). As in every GAN here, the loop steps both from one batch (the reference steps the
 critic first).
+
+Beyond the paper, ``lambda_expr`` with ``expr_signal aus`` adds seed 001's expression-consistency term to the
+generator: a frozen AU classifier (``expr_judge``, an ``unveil train classifier`` checkpoint) reads each edit against
+its target AUs. On small data the critic's own AU head is easily satisfied by changes no other AU model sees (a
+generator trained against a network learns that network's blind spots); a second, frozen reader is harder to fool.
+Judge the result with a third model, never with the one in the loss (``unveil experiment manipulation``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,10 +32,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unveil.config import Config
 from unveil.data.datasets import Augment, LabelledDataset, au_label_columns, select, to_tensor
 from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
+from unveil.methods.expression import ExpressionOptions, maybe_expression_loss
 from unveil.methods.gan import gradient_penalty
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets.layers import wide
@@ -42,9 +48,12 @@ if TYPE_CHECKING:
     from unveil.train.method import Batches, Step
 
 
-class ManipulatorConfig(Config):
-    """Options of the Expression Manipulator (the paper's weights by default)."""
+class ManipulatorConfig(ExpressionOptions):
+    """Options of the Expression Manipulator (the paper's weights by default; ``lambda_expr`` with ``expr_signal
+    aus`` and a classifier as ``expr_judge`` adds a frozen AU reader of the edits against their targets)."""
 
+    expr_signal: Literal["emotion", "aus"] = Field(default="aus", description="What the frozen judge of "
+                                                                              "lambda_expr reads (AUs here).")
     ngf: int = Field(default=64, ge=4, description="Generator stem channels (64, 128, 256, 512, 512 at 64).")
     ndf: int = Field(default=64, ge=4, description="Critic first-layer channels.")
     attention: bool = Field(default=False, description="GANimation's output A * x + (1 - A) * colour.")
@@ -110,6 +119,10 @@ class ManipulatorMethod(MethodBase):
                               "The training rows have no varying AU labels for the manipulator to learn.")
         rows = rows[rows[self.aus].notna().all(axis=1)]  # labelled rows only (the grid's unlabelled ones go)
         self.module = Manipulator(c, len(self.aus), config.crop_size)
+        if c.lambda_expr > 0 and (c.expr_signal != "aus" or c.expr_target != "label"):
+            raise UnveilError("The manipulator's expression term reads AUs against the edit's targets: use "
+                              "expr_signal aus and expr_target label, with a classifier checkpoint as expr_judge.")
+        self.expression = maybe_expression_loss(c, aus=self.aus)
 
         def dataset(split: str, train: bool) -> LabelledDataset | None:
             part = rows[rows["split"] == split].iloc[:config.max_dataset_size if train else None]
@@ -124,7 +137,10 @@ class ManipulatorMethod(MethodBase):
         self.train_set, self.val_set = train_set, dataset("val", False)
 
     def describe(self) -> dict[str, Any]:
-        return {"aus": self.aus, "size": self.config.crop_size}
+        described: dict[str, Any] = {"aus": self.aus, "size": self.config.crop_size}
+        if self.expression is not None:
+            described["expression"] = self.expression.describe()
+        return described
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config.model
@@ -142,10 +158,13 @@ class ManipulatorMethod(MethodBase):
         c = target - source
         fake, attention = G.parts(x, c)
         critic, aus = D(fake)
-        return {"adv": -wide(critic).mean(), "au": F.mse_loss(wide(aus), target),
-                "rec": wide(G(x, torch.zeros_like(c)) - x).abs().mean(),
-                "cycle": wide(G(fake, -c) - x).abs().mean(),
-                "tv": total_variation(wide(attention if attention is not None else fake)), "_fake": fake}
+        terms = {"adv": -wide(critic).mean(), "au": F.mse_loss(wide(aus), target),
+                 "rec": wide(G(x, torch.zeros_like(c)) - x).abs().mean(),
+                 "cycle": wide(G(fake, -c) - x).abs().mean(),
+                 "tv": total_variation(wide(attention if attention is not None else fake)), "_fake": fake}
+        if self.expression is not None:
+            terms["expr"] = self.expression(wide(fake), {"aus": target})
+        return terms
 
     def train_step(self, batch: dict[str, torch.Tensor], step: Step) -> dict[str, torch.Tensor]:
         m, G, D = self.config.model, self.module.G, self.module.D
@@ -166,7 +185,7 @@ class ManipulatorMethod(MethodBase):
                 g = self.generator_losses(x, source, target)
             g.pop("_fake")
             step.backward(g["adv"] + m.lambda_au * g["au"] + m.lambda_rec * g["rec"] + m.lambda_cycle * g["cycle"]
-                          + m.lambda_tv * g["tv"])
+                          + m.lambda_tv * g["tv"] + m.lambda_expr * g.get("expr", 0.0))
             set_requires_grad([D], True)
             parts.update({f"G_{k}": v for k, v in g.items()})
         return {k: v.detach() for k, v in parts.items()}
@@ -178,8 +197,11 @@ class ManipulatorMethod(MethodBase):
         def values(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             x, source = batch["image"], batch["aus"]
             g = self.generator_losses(x, source, batch["target"])
-            return {"au_real": F.mse_loss(wide(self.module.D(x)[1]), source), "au_fake": g["au"],
-                    "rec": g["rec"], "cycle": g["cycle"]}
+            values = {"au_real": F.mse_loss(wide(self.module.D(x)[1]), source), "au_fake": g["au"],
+                      "rec": g["rec"], "cycle": g["cycle"]}
+            if "expr" in g:
+                values["expr"] = g["expr"]
+            return values
 
         return weighted_means(batches, values, "image")
 
