@@ -14,8 +14,9 @@ critic first).
 Beyond the paper, ``lambda_expr`` with ``expr_signal aus`` adds seed 001's expression-consistency term to the
 generator: a frozen AU classifier (``expr_judge``, an ``unveil train classifier`` checkpoint) reads each edit against
 its target AUs. On small data the critic's own AU head is easily satisfied by changes no other AU model sees (a
-generator trained against a network learns that network's blind spots); a second, frozen reader is harder to fool.
-Judge the result with a third model, never with the one in the loss (``unveil experiment manipulation``).
+generator trained against a network learns that network's blind spots); a second, frozen reader is another
+signal (at a CPU budget it did not help: README). Judge the result with a model that was in neither loss
+(``unveil experiment manipulation`` refuses the one in ``lambda_expr``).
 """
 
 from __future__ import annotations
