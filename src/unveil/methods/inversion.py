@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from unveil.errors import UnveilError
 from unveil.nets.stylegan2 import Discriminator, Generator
 from unveil.progress import progress_bar
 from unveil.restorers import FrameContext
+
+if TYPE_CHECKING:
+    from unveil.train.checkpoint import Checkpoint
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 Perceptual = Literal["auto", "lpips", "vgg", "discriminator", "none"]
@@ -373,18 +376,24 @@ def load_inversion(checkpoint: str | os.PathLike[str], config: ProjectorConfig |
     """An inversion restorer from a stylegan2 checkpoint (``unveil train stylegan2`` or ``unveil convert
     stylegan2``), with the checkpoint's discriminator as perceptual space when it has one and no VGG16 is found."""
     from unveil.devices import select_device
-    from unveil.methods.stylegan2 import load_discriminator, load_generator
     from unveil.train.checkpoint import read_checkpoint
 
     saved = read_checkpoint(checkpoint)
     if saved.method != "stylegan2":
         raise UnveilError(f"{saved.path} holds a {saved.method} model; inversion needs a StyleGAN2 generator "
                           "('unveil train stylegan2' or 'unveil convert stylegan2' makes one).")
-    chosen = select_device(device)
-    generator, _ = load_generator(saved, chosen)
-    return InversionRestorer(generator, chosen, config or ProjectorConfig(), load_discriminator(saved, chosen),
-                             perceptual_weights, auto_mask, source=str(saved.path),
-                             encoder=load_encoder(saved, generator))
+    return inversion_from(saved, select_device(device), config or ProjectorConfig(), auto_mask, perceptual_weights)
+
+
+def inversion_from(saved: Checkpoint, device: torch.device, config: ProjectorConfig, auto_mask: str | None = None,
+                   perceptual_weights: str | None = None) -> InversionRestorer:
+    """The inversion restorer of a read stylegan2 checkpoint: its generator, its discriminator (a perceptual space
+    when no VGG16 is found) and its start encoder when it has one."""
+    from unveil.methods.stylegan2 import load_discriminator, load_generator
+
+    generator, _ = load_generator(saved, device)
+    return InversionRestorer(generator, device, config, load_discriminator(saved, device), perceptual_weights,
+                             auto_mask, source=str(saved.path), encoder=load_encoder(saved, generator))
 
 
 def _image_files(path: Path) -> list[Path]:

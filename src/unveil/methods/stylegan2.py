@@ -333,13 +333,11 @@ def load_discriminator(saved: Any, device: torch.device) -> Discriminator | None
 
 def load_restorer(saved: Any, device: torch.device) -> Any:
     """The restorer of a stylegan2 checkpoint: masked latent inversion with the default projector."""
-    from unveil.methods.inversion import InversionRestorer, ProjectorConfig, load_encoder
+    from unveil.methods.inversion import ProjectorConfig, inversion_from
 
     options = StyleGAN2Config(**saved.config["model"])
-    generator, _ = load_generator(saved, device)
-    projector = ProjectorConfig(steps=options.inversion_steps, warm_steps=options.inversion_warm_steps)
-    return InversionRestorer(generator, device, projector, load_discriminator(saved, device),
-                             source=str(saved.path), encoder=load_encoder(saved, generator))
+    return inversion_from(saved, device, ProjectorConfig(steps=options.inversion_steps,
+                                                         warm_steps=options.inversion_warm_steps))
 
 
 #: A CPU-budget preset: 64 px, an eighth of config F's width (64 feature maps up to 32 px), a 256-wide style
