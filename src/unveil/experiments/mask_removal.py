@@ -51,6 +51,7 @@ class Variant:
 
     name: str
     checkpoint: str
+    inversion: bool = False  # a stylegan2 checkpoint, inverted; else the checkpoint's own restorer
     starts: int = 1  # inversion only
     start: str = "mean"  # inversion: the mean w or the encoder's
     mask: str = "true"  # inversion: the true mask or 'auto' (landmarks); restorers: given to mask-aware ones
@@ -65,11 +66,11 @@ def variants(config: MaskRemovalConfig) -> list[Variant]:
     for name, checkpoint in config.arms.items():
         saved = read_checkpoint(checkpoint)
         if saved.method == "stylegan2":
-            found += [Variant(f"{name} (mean start)", checkpoint),
-                      Variant(f"{name} ({config.starts} starts)", checkpoint, starts=config.starts),
-                      Variant(f"{name} (mean start, landmark mask)", checkpoint, mask="auto")]
+            found += [Variant(f"{name} (mean start)", checkpoint, inversion=True),
+                      Variant(f"{name} ({config.starts} starts)", checkpoint, inversion=True, starts=config.starts),
+                      Variant(f"{name} (mean start, landmark mask)", checkpoint, inversion=True, mask="auto")]
             if any(k.startswith("encoder/") for k in saved.tensors):
-                found.append(Variant(f"{name} (encoder start)", checkpoint, start="encoder"))
+                found.append(Variant(f"{name} (encoder start)", checkpoint, inversion=True, start="encoder"))
         else:
             found.append(Variant(name, checkpoint))
     return found
@@ -94,9 +95,8 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
 
     from unveil.methods.inversion import ProjectorConfig, load_inversion, restore_at_own_size
     from unveil.methods.registry import load_restorer
-    from unveil.train.checkpoint import read_checkpoint
 
-    if read_checkpoint(variant.checkpoint).method == "stylegan2":
+    if variant.inversion:
         options = ProjectorConfig(steps=config.steps, starts=variant.starts, perceptual=config.perceptual,  # type: ignore[arg-type]
                                   start=variant.start, seed=config.seed)  # type: ignore[arg-type]
         restorer = load_inversion(variant.checkpoint, options, config.device)
