@@ -60,22 +60,26 @@ def neutral_rows(table: pd.DataFrame, aus: list[str], split: str, below: float, 
     if rows.empty:
         raise UnveilError(f"No face of split '{split}' is neutral (every known AU below {below:g}); "
                           "give another --split or --neutral-below.")
-    picks = np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))
-    return rows.iloc[picks]
+    return evenly(rows, count)
 
 
-def judged_by_its_own_loss(manipulator: str | Path, judge: str | Path) -> bool:
-    """Whether ``judge`` holds the same network as the frozen AU model in the manipulator's expression term."""
+def evenly(rows: pd.DataFrame, count: int) -> pd.DataFrame:
+    """Up to ``count`` of ``rows``, evenly spread over them (first and last included)."""
+    return rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))]
+
+
+def judged_by_its_own_loss(manipulator, judge) -> bool:  # noqa: ANN001 - loaded models
+    """Whether the loaded ``judge`` holds the same network as the frozen AU model in the loaded manipulator's
+    expression term (compared tensor by tensor, so a copy of the file under another name is caught too)."""
     import torch
 
     from unveil.train.checkpoint import read_checkpoint
 
-    model = read_checkpoint(manipulator).config.get("model", {})
-    in_loss = model.get("expr_judge")
-    if not model.get("lambda_expr") or not in_loss or not Path(in_loss).exists():
+    c, reading = manipulator.config, getattr(judge, "net", None)
+    if not c.lambda_expr or reading is None or not Path(c.expr_judge).exists():
         return False
-    a, b = read_checkpoint(in_loss).network_state(), read_checkpoint(judge).network_state()
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    in_loss, ours = read_checkpoint(c.expr_judge).network_state(), reading.state_dict()
+    return in_loss.keys() == ours.keys() and all(torch.equal(in_loss[k], ours[k].cpu()) for k in in_loss)
 
 
 def first_of_each_subject(rows: pd.DataFrame, count: int) -> list[int]:
@@ -100,8 +104,7 @@ def judge_reference(table: pd.DataFrame, root: Path, judge, aus: list[str], conf
         readings = judge([load_image(root / p) for p in rows["image"]])
         return float(readings[:, index[au]].mean())
 
-    base = neutral.iloc[np.linspace(0, len(neutral) - 1, min(len(neutral), 64)).round().astype(int)] \
-        if len(neutral) else neutral
+    base = evenly(neutral, 64)
     reference = {}
     for au in aus:
         if au not in index:
@@ -110,8 +113,7 @@ def judge_reference(table: pd.DataFrame, root: Path, judge, aus: list[str], conf
         if near.empty or base.empty:
             reference[au] = (float("nan"), len(near))
             continue
-        near = near.iloc[np.linspace(0, len(near) - 1, min(len(near), 64)).round().astype(int)]
-        reference[au] = (mean_reading(near, au) - mean_reading(base, au), len(near))
+        reference[au] = (mean_reading(evenly(near, 64), au) - mean_reading(base, au), len(near))
     return reference
 
 
@@ -121,6 +123,8 @@ def measure_edits(manipulator, judge, faces: list[np.ndarray], config: Manipulat
     """Edit ``faces`` by each AU of ``manipulator`` alone (``manipulator(images, changes)`` -> images) and read
     them with ``judge`` (``judge(images)`` -> columns named ``judge.aus``); one row per AU both know, and per AU the
     edits of the faces ``shown`` (for the grid)."""
+    from unveil.methods.manipulator import one_au_conditions
+
     judged = [a for a in manipulator.aus if a in judge.aus]
     if not judged:
         raise UnveilError(f"The judge reads {', '.join(judge.aus)}, none of the manipulator's "
@@ -140,7 +144,7 @@ def measure_edits(manipulator, judge, faces: list[np.ndarray], config: Manipulat
 
     before = read(faces)
     rebuilt = read(edit(np.zeros(len(manipulator.aus), np.float32))) - before
-    conditions = np.eye(len(manipulator.aus), dtype=np.float32) * config.activation
+    conditions = one_au_conditions(len(manipulator.aus), config.activation).numpy()
 
     def au_record(au: str, move: np.ndarray) -> dict:
         j = judged.index(au)
@@ -186,7 +190,7 @@ def run_manipulation(config: ManipulationConfig, samples: str | os.PathLike[str]
     judge = load_analysis_model(config.judge, config.device)
     if not getattr(judge, "aus", None):
         raise UnveilError(f"{config.judge} reads no AUs, so it cannot judge AU edits.")
-    if judged_by_its_own_loss(config.manipulator, config.judge):
+    if judged_by_its_own_loss(manipulator, judge):
         raise UnveilError(f"{config.judge} is the AU model in the manipulator's own loss (lambda_expr), so its "
                           "reading of the edits proves nothing; give an AU model that was not in training.")
     table, root = load_samples(samples)

@@ -220,7 +220,7 @@ class ManipulatorModel:
     """A trained manipulator for inference: ``model(images, changes)`` with ``changes`` the relative AU vectors."""
 
     def __init__(self, saved: Checkpoint, device: torch.device) -> None:
-        config = ManipulatorConfig(**saved.config["model"])
+        self.config = config = ManipulatorConfig(**saved.config["model"])
         self.aus: list[str] = list(saved.outputs["aus"])
         self.size = int(saved.outputs["size"])
         self.module = Manipulator(config, len(self.aus), self.size)
