@@ -1,5 +1,6 @@
 """Which frames of a recording to train on, and the train/validation split (seed 000: 2 % of the frames at
-random, then 90 % / 10 %). Random selection caught blinks better than equidistant frames in the paper."""
+random, then 90 % / 10 %). Random selection caught blinks better than equidistant frames in the paper. Also the
+evenly spread picks that tests, grids and banks take from a longer list."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def sample_frames(n_frames: int, fraction: float, strategy: Strategy = "random",
         step = n_frames / count
         return np.minimum((np.arange(count) * step + step / 2).astype(np.int64), n_frames - 1)
     raise UnveilError(f"Unknown sampling strategy '{strategy}'; choose random or equidistant.")
+
+
+def spread(n: int, count: int) -> np.ndarray:
+    """Sorted indices of up to ``count`` of ``n`` items, evenly spread with the first and the last included."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))
 
 
 def split_train_val(n: int, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from unveil.config import Config
 from unveil.data.datasets import load_image, load_samples
+from unveil.data.sampling import spread
 from unveil.errors import UnveilError
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 from unveil.progress import progress_bar
@@ -65,7 +66,7 @@ def neutral_rows(table: pd.DataFrame, aus: list[str], split: str, below: float, 
 
 def evenly(rows: pd.DataFrame, count: int) -> pd.DataFrame:
     """Up to ``count`` of ``rows``, evenly spread over them (first and last included)."""
-    return rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int))]
+    return rows.iloc[spread(len(rows), count)]
 
 
 def judged_by_its_own_loss(manipulator, judge) -> bool:  # noqa: ANN001 - loaded models

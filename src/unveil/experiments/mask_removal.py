@@ -21,6 +21,7 @@ from pydantic import Field
 
 from unveil.config import Config
 from unveil.data.datasets import load_image, load_samples
+from unveil.data.sampling import spread
 from unveil.errors import UnveilError
 from unveil.files import ensure_dir, write_image_atomic, write_text_atomic
 from unveil.metrics.images import psnr, ssim
@@ -84,8 +85,7 @@ def select_test_rows(table: pd.DataFrame, config: MaskRemovalConfig) -> pd.DataF
     if rows.empty:
         raise UnveilError(f"No occluded '{config.occluder}' rows with clean and mask crops in split "
                           f"'{config.split}'; prepare a benchmark made with --occluder {config.occluder}.")
-    picks = np.linspace(0, len(rows) - 1, min(config.count, len(rows))).round().astype(int)
-    return rows.iloc[np.unique(picks)].reset_index(drop=True)
+    return rows.iloc[spread(len(rows), config.count)].reset_index(drop=True)
 
 
 def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.ndarray], config: MaskRemovalConfig,
@@ -207,9 +207,8 @@ def example_grid(outputs: dict[str, list[np.ndarray]], masks: list[np.ndarray], 
     """Rows of examples, one column per arm (the first column with the true mask's outline)."""
     import cv2
 
-    picks = np.linspace(0, len(masks) - 1, min(examples, len(masks))).round().astype(int)
     rows = []
-    for i in picks:
+    for i in spread(len(masks), examples):
         cells = []
         for k, images in enumerate(outputs.values()):
             cell = images[i].copy()

@@ -81,7 +81,8 @@ def load_bank(root: Path, images: Sequence[str], side: int, limit: int) -> torch
     restorer sees them at restore time (the whole crop, no training crop), uint8 (N, 3, side, side)."""
     from unveil.data.datasets import load_image
     from unveil.data.faces import square_resize
+    from unveil.data.sampling import spread
 
-    chosen = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int))
+    chosen = spread(len(images), limit)
     crops = [square_resize(load_image(root / images[i]), side) for i in chosen]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
