@@ -42,6 +42,7 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
     "manipulator": {"ngf": 4, "ndf": 4},
     "stylegan2": {"width": 8, "style_dim": 16, "n_mlp": 2, "mbstd_group": 1, "path_regularize": 0.0,
                   "n_samples_grid": 2, "inversion_steps": 20, "inversion_warm_steps": 5},
+    "segmenter": {"mask_width": 4, "per_image": 2},
     "toy": {"width": 4},
 }
 TINY_LOOP = dict(n_epochs=1, n_epochs_decay=1, load_size=36, crop_size=32, batch_size=2, save_latest_freq=1,
@@ -185,6 +186,11 @@ def test_checkpoint_loads_into_a_working_model(method: str, samples: Path, tmp_p
         out = model(crops, changes)
         assert [o.shape for o in out] == [(model.size, model.size, 3)] * 2 and out[0].dtype == np.uint8
         crops = [crops, changes]  # what the changed checkpoint below is called with
+    elif spec.produces == "occluder masks":
+        crops = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(2)]  # any size
+        out = model.probabilities_of(crops)
+        assert [o.shape for o in out] == [(40, 56)] * 2 and all(((o >= 0) & (o <= 1)).all() for o in out)
+        assert np.array_equal(model(crops)[0], (out[0] > 0.5).astype(np.float32))
     else:
         crops = [rng.integers(0, 256, (model.load_size, model.load_size, 3), dtype=np.uint8) for _ in range(2)]
         out = model(crops)
@@ -194,5 +200,6 @@ def test_checkpoint_loads_into_a_working_model(method: str, samples: Path, tmp_p
     changed = {k: (v + 0.5 if k.startswith("net/") and v.is_floating_point() else v) for k, v in saved.tensors.items()}
     save_checkpoint(tmp_path / "changed.safetensors", changed, saved.meta)
     changed_model = load_model(tmp_path / "changed.safetensors", device="cpu")
-    other = changed_model(*crops) if spec.produces == "manipulator" else changed_model(crops)
+    other = (changed_model(*crops) if spec.produces == "manipulator" else changed_model.probabilities_of(crops)
+             if spec.produces == "occluder masks" else changed_model(crops))
     assert not all(np.array_equal(a, b) for a, b in zip(out, other, strict=True))

@@ -641,6 +641,9 @@ def experiment_mask_removal(
                                                 "landmark mask.")],
     au_model: Annotated[Optional[Path], typer.Option(help="An AU classifier run ('unveil train classifier') for the "
                                                           "AU error against the true AUs.")] = None,
+    segmenter: Annotated[Optional[Path], typer.Option(help="A segmentation network's run ('unveil train "
+                                                           "segmenter'): inversion from the mean with its masks too."
+                                                      )] = None,
     count: Annotated[int, typer.Option(min=1, help="Test crops.")] = 48,
     split: Annotated[str, typer.Option(help="The prepared split to test on.")] = "val",
     steps: Annotated[int, typer.Option(min=1, help="Inversion steps per crop.")] = 1000,
@@ -653,11 +656,39 @@ def experiment_mask_removal(
     """Seed 003's mask-removal comparison against the hidden truth: PSNR / SSIM inside the mask, AU error, identity."""
     from unveil.experiments.mask_removal import MaskRemovalConfig, arms_option, run_mask_removal
 
-    config = MaskRemovalConfig(arms=arms_option(arm), au_model=str(au_model) if au_model else None, count=count,
+    config = MaskRemovalConfig(arms=arms_option(arm), au_model=str(au_model) if au_model else None,
+                               segmenter=str(segmenter) if segmenter else None, count=count,
                                split=split, steps=steps, starts=starts, perceptual=perceptual, identity=identity,
                                device=device)
     run_mask_removal(config, samples, out, progress=not quiet)
     typer.echo((out / "table.md").read_text(), nl=False)
+
+
+@experiment_app.command("automask")
+def experiment_automask(
+    samples: Annotated[Path, typer.Argument(help="A prepared folder with occluded crops and their true masks (a "
+                                                 "benchmark, or 'unveil occlude' output, then 'unveil prepare').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.csv, table.md, grid.png).")],
+    segmenter: Annotated[Optional[list[str]], typer.Option(help="NAME=RUN (repeatable): a segmentation network "
+                                                                "('unveil train segmenter', or a de-occluder / "
+                                                                "pix2pix run with a predicted mask).")] = None,
+    occluder: Annotated[str, typer.Option(help="Test rows of this occluder (landmark masks exist for 'mask').")
+                        ] = "mask",
+    landmarks: Annotated[bool, typer.Option(help="Compare the mask found from landmarks too.")] = True,
+    count: Annotated[int, typer.Option(min=1, help="Test crops.")] = 200,
+    split: Annotated[str, typer.Option(help="The prepared split to test on ('all': every split).")] = "val",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Automatic occlusion masks against the true ones: the landmark polygon and segmentation networks (IoU)."""
+    from unveil.experiments.automask import AutomaskConfig, run_automask
+    from unveil.experiments.mask_removal import arms_option
+
+    config = AutomaskConfig(segmenters=arms_option(segmenter or [], "--segmenter"), landmarks=landmarks,
+                            occluder=occluder, count=count, split=split, device=device)
+    run_automask(config, samples, out, progress=not quiet)
+    typer.echo((out / "table.md").read_text(), nl=False)
+    typer.echo(f"grid: {out / 'grid.png'}")
 
 
 @experiment_app.command("manipulation")
@@ -756,8 +787,12 @@ def inpaint(
                                                                        "('unveil train stylegan2' or 'unveil "
                                                                        "convert stylegan2').")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (one image) or folder.")],
-    mask: Annotated[str, typer.Option(help="auto (a face mask found from landmarks), a mask image (255 = hidden), "
-                                           "or a folder of masks named as the images.")] = "auto",
+    mask: Annotated[str, typer.Option(help="auto (a face mask found from landmarks, or by --segmenter), a mask "
+                                           "image (255 = hidden), or a folder of masks named as the images.")
+                    ] = "auto",
+    segmenter: Annotated[Optional[Path], typer.Option(help="A segmentation network's run ('unveil train "
+                                                           "segmenter', or a de-occluder / pix2pix run) that finds "
+                                                           "the masks of --mask auto instead of landmarks.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Adam steps per image (the reference projector: 1,000).")] = 1000,
     starts: Annotated[int, typer.Option(min=1, help="Starts per image (the mean latent, then random ones); the "
                                                     "best fit of the visible pixels is kept.")] = 1,
@@ -781,7 +816,7 @@ def inpaint(
     config = ProjectorConfig(steps=steps, starts=starts, perceptual=perceptual,  # type: ignore[arg-type]
                              perceptual_weight=perceptual_weight, seed=seed, start=start)  # type: ignore[arg-type]
     written = run_inpaint(source, generator, out, mask, config, device, str(weights) if weights else None,
-                          side_by_side)
+                          side_by_side, segmenter=segmenter)
     typer.echo(f"{len(written)} image(s) inpainted -> {out}")
 
 

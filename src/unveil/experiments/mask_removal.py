@@ -35,6 +35,8 @@ class MaskRemovalConfig(Config):
     arms: dict[str, str] = Field(description="Arm name -> checkpoint or run folder (a restorer; a stylegan2 "
                                              "checkpoint is inverted in each of the inversion variants).")
     au_model: str | None = Field(default=None, description="An AU classifier run for the AU error (none: skipped).")
+    segmenter: str | None = Field(default=None, description="A segmentation network's run: inversion arms run with "
+                                                            "its masks too (none: skipped).")
     split: str = Field(default="val", description="The prepared split to test on.")
     occluder: str = Field(default="mask", description="Test rows of this occluder.")
     count: int = Field(default=48, ge=1, description="Test crops, spread evenly over the split's rows.")
@@ -55,12 +57,14 @@ class Variant:
     inversion: bool = False  # a stylegan2 checkpoint, inverted; else the checkpoint's own restorer
     starts: int = 1  # inversion only
     start: str = "mean"  # inversion: the mean w or the encoder's
-    mask: str = "true"  # inversion: the true mask or 'auto' (landmarks); restorers: given to mask-aware ones
+    mask: str = "true"  # inversion: the true mask, 'auto' (landmarks) or 'network' (the segmenter); restorers: the
+    #                     true mask, given to mask-aware ones
 
 
 def variants(config: MaskRemovalConfig) -> list[Variant]:
     """Every arm; a stylegan2 checkpoint as inversion from the mean (true mask), with several starts (true
-    mask), from the mean with the mask found from landmarks, and from its encoder's guess when it has one."""
+    mask), from the mean with the mask found from landmarks (and by the segmenter, when given), and from its
+    encoder's guess when it has one."""
     from unveil.train.checkpoint import read_checkpoint
 
     found = []
@@ -70,6 +74,9 @@ def variants(config: MaskRemovalConfig) -> list[Variant]:
             found += [Variant(f"{name} (mean start)", checkpoint, inversion=True),
                       Variant(f"{name} ({config.starts} starts)", checkpoint, inversion=True, starts=config.starts),
                       Variant(f"{name} (mean start, landmark mask)", checkpoint, inversion=True, mask="auto")]
+            if config.segmenter is not None:
+                found.append(Variant(f"{name} (mean start, network mask)", checkpoint, inversion=True,
+                                     mask="network"))
             if any(k.startswith("encoder/") for k in saved.tensors):
                 found.append(Variant(f"{name} (encoder start)", checkpoint, inversion=True, start="encoder"))
         else:
@@ -103,6 +110,10 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
         restorer.projector.progress = progress
         if variant.mask == "auto":
             masks = landmark_masks(occluded)
+        elif variant.mask == "network":
+            from unveil.methods.segmenter import load_segmenter
+
+            masks = load_segmenter(config.segmenter, config.device)(occluded)  # type: ignore[arg-type]
         return restore_at_own_size(restorer, occluded, masks)
     restorer = load_restorer(variant.checkpoint, config.device)
     size = occluded[0].shape[0]
@@ -221,14 +232,14 @@ def example_grid(outputs: dict[str, list[np.ndarray]], masks: list[np.ndarray], 
     return np.concatenate(rows, axis=0)
 
 
-def arms_option(values: list[str]) -> dict[str, str]:
-    """``NAME=CHECKPOINT`` pairs from the command line."""
+def arms_option(values: list[str], flag: str = "--arm") -> dict[str, str]:
+    """``NAME=CHECKPOINT`` pairs from the command line (``flag`` names the option in the error)."""
     arms = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise UnveilError(f"--arm takes NAME=CHECKPOINT, e.g. cyclegan=runs/cg, not '{value}'.")
+            raise UnveilError(f"{flag} takes NAME=CHECKPOINT, e.g. net=runs/net, not '{value}'.")
         if not Path(path).exists():
-            raise UnveilError(f"The checkpoint of arm '{name}', {path}, does not exist.")
+            raise UnveilError(f"The checkpoint of {flag} '{name}', {path}, does not exist.")
         arms[name] = path
     return arms

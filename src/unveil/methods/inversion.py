@@ -285,10 +285,10 @@ class Projector:
 
 @dataclass
 class InversionRestorer:
-    """``unveil restore`` by masked inversion: each crop's mask (given, or found from landmarks with
-    ``auto_mask``) marks what to ignore; the generator's pixels fill it, the visible ones are kept (no mask: the
-    whole crop is projected and the generator's image returned). Across the frames of a video each frame starts
-    from the previous one's latents and noise (``warm_steps``)."""
+    """``unveil restore`` by masked inversion: each crop's mask (given, or found by a ``segmenter`` network or
+    from landmarks with ``auto_mask``) marks what to ignore; the generator's pixels fill it, the visible ones are
+    kept (no mask: the whole crop is projected and the generator's image returned). Across the frames of a video
+    each frame starts from the previous one's latents and noise (``warm_steps``)."""
 
     generator: Generator
     device: torch.device
@@ -296,6 +296,7 @@ class InversionRestorer:
     discriminator: Discriminator | None = None
     perceptual_weights: str | None = None
     auto_mask: str | None = None  # an occluder whose mask landmarks give (see unveil.data.automask), or None
+    segmenter: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None  # a SegmenterModel: masks of crops
     source: str = ""
     encoder: LatentEncoder | None = None
     progress: bool = False  # a bar per projection (``unveil restore`` shows one over frames instead)
@@ -314,10 +315,13 @@ class InversionRestorer:
         self.previous = None
 
     def masks(self, crops: Sequence[np.ndarray], contexts: Sequence[FrameContext] | None) -> list[np.ndarray] | None:
-        """Each crop's hidden pixels: given in its context, else found from landmarks (``auto_mask``), else None."""
+        """Each crop's hidden pixels: given in its context, else found by the ``segmenter``, else from landmarks
+        (``auto_mask``), else None."""
         given = [c.mask for c in contexts or []]
         if len(given) == len(crops) and all(m is not None for m in given):
             return [np.asarray(m, np.float32) for m in given]  # type: ignore[misc]
+        if self.segmenter is not None:
+            return self.segmenter(list(crops))
         if self.auto_mask is None:
             return None
         from unveil.data.automask import occluder_mask
@@ -409,12 +413,12 @@ def _image_files(path: Path) -> list[Path]:
 
 def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], out: str | os.PathLike[str],
             mask: str | os.PathLike[str] = "auto", config: ProjectorConfig | None = None, device: str = "auto",
-            perceptual_weights: str | None = None, side_by_side: bool = False, batch_size: int = 8
-            ) -> list[Path]:
+            perceptual_weights: str | None = None, side_by_side: bool = False, batch_size: int = 8,
+            segmenter: str | os.PathLike[str] | None = None) -> list[Path]:
     """Fill the hidden part of each face image (an image or a folder) by masked inversion and write PNGs to
-    ``out`` (a file for one image, else a folder). ``mask``: ``auto`` (from landmarks, a face mask), or a mask
-    image (255 = hidden) for one image, or a folder of masks named as the images. With ``side_by_side`` each
-    output is input | mask | result."""
+    ``out`` (a file for one image, else a folder). ``mask``: ``auto`` (found by the ``segmenter`` run's network
+    when one is given, else from landmarks, a face mask), or a mask image (255 = hidden) for one image, or a
+    folder of masks named as the images. With ``side_by_side`` each output is input | mask | result."""
     from unveil.data.automask import occluder_mask
     from unveil.data.datasets import load_image
     from unveil.files import ensure_dir, write_image_atomic
@@ -425,6 +429,12 @@ def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], o
     masks_from = None if str(mask) == "auto" else Path(mask)
     if masks_from is not None and not masks_from.exists():
         raise UnveilError(f"The mask {masks_from} does not exist; give a mask image, a folder of masks, or 'auto'.")
+    if segmenter is not None and masks_from is not None:
+        raise UnveilError("A segmenter finds the masks of --mask auto; give it or a mask file, not both.")
+    if segmenter is not None:
+        from unveil.methods.segmenter import load_segmenter
+
+        restorer.segmenter = load_segmenter(segmenter, restorer.device)
     target = Path(out)
     single = len(files) == 1 and not Path(source).is_dir()
     if single:
@@ -439,7 +449,8 @@ def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], o
         for file in chunk:
             image = load_image(file)
             if masks_from is None:
-                hidden = occluder_mask(image, "mask")
+                hidden = (restorer.segmenter([image])[0] if restorer.segmenter is not None
+                          else occluder_mask(image, "mask"))
             else:
                 mask_file = masks_from / file.name if masks_from.is_dir() else masks_from
                 if masks_from.is_dir() and not mask_file.is_file():

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 #: The methods unveil ships, imported on first use of the registry.
 BUILTIN_MODULES = ("unveil.methods.cyclegan", "unveil.methods.pix2pix", "unveil.methods.deoccluder",
-                   "unveil.methods.classifier", "unveil.methods.manipulator", "unveil.methods.stylegan2")
+                   "unveil.methods.classifier", "unveil.methods.manipulator", "unveil.methods.stylegan2",
+                   "unveil.methods.segmenter")
 ENTRY_POINT_GROUP = "unveil.methods"
 
-Produces = Literal["restorer", "analysis model", "manipulator"]  # manipulator: edits expressions (seed 002)
+# manipulator: edits expressions (seed 002); occluder masks: finds hidden pixels (the segmenter)
+Produces = Literal["restorer", "analysis model", "manipulator", "occluder masks"]
 Data = Literal["unpaired", "paired", "labelled", "images"]
 
 
