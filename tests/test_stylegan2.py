@@ -208,19 +208,25 @@ def test_mask_removal_experiment_scores_every_variant_against_the_clean_crops(ge
     manifest = generate(tiny_config(occluders=["mask"]), tmp_path / "bench", workers=1, progress=False)
     prepare(manifest, tmp_path / "prepared", PrepareConfig(crop="none", fraction=0.3, load_size=32, val_fraction=0.5),
             workers=1, progress=False)
+    from test_segmenter import _segmenter_checkpoint
+
     checkpoint = _checkpoint(generator, tmp_path / "g.safetensors")
-    options = MaskRemovalConfig(arms={"inversion": str(checkpoint)}, count=3, steps=2, starts=2, identity=False,
-                                perceptual="none", device="cpu")
+    blind = _segmenter_checkpoint(tmp_path / "blind.safetensors", hidden=False)  # finds no occluder anywhere
+    options = MaskRemovalConfig(arms={"inversion": str(checkpoint)}, segmenter=str(blind), count=3, steps=2,
+                                starts=2, identity=False, perceptual="none", device="cpu")
     results = run_mask_removal(options, tmp_path / "prepared", tmp_path / "out", progress=False)
     arms = list(dict.fromkeys(results["arm"]))
     assert arms == ["occluded (S)", "inversion (mean start)", "inversion (2 starts)",
-                    "inversion (mean start, landmark mask)", "clean (G)"]
+                    "inversion (mean start, landmark mask)", "inversion (mean start, network mask)", "clean (G)"]
     by_arm = results.groupby("arm")["psnr_mask"]
     assert np.isinf(by_arm.min()["clean (G)"]) and np.isfinite(by_arm.max()["occluded (S)"])
+    # nothing found hidden: every pixel kept, so inside the true mask it scores exactly what the input does
+    assert np.array_equal(results.loc[results["arm"] == "inversion (mean start, network mask)", "psnr_mask"],
+                          results.loc[results["arm"] == "occluded (S)", "psnr_mask"])
     table = (tmp_path / "out" / "table.md").read_text()
     assert "| inversion (2 starts) |" in table and "Test crops: 3" in table
     grid = cv2.imread(str(tmp_path / "out" / "grid.png"))
-    assert grid.shape[1] == 5 * 34  # one 32 px column (plus border) per arm
+    assert grid.shape[1] == 6 * 34  # one 32 px column (plus border) per arm
 
 
 def test_encoder_learns_w_from_occluded_samples_and_starts_inversion_there(generator: Generator,
