@@ -136,6 +136,7 @@ def test_the_experiment_runs_every_strategy_and_a_rerun_continues(fake_mnist: Pa
     assert np.array_equal(edited[list(LABELS)].to_numpy(), np.eye(9)[np.arange(80) % 9])
     assert all((folder / name).is_file() for name in edited["image"])
     assert not set(edited["noise_seed"]) & set(grid["noise_seed"]) and edited["noise_seed"].is_unique
+    assert edited[[f"truth_{c}" for c in LABELS]].isna().all().all()  # the source grid's digits are not the edit's
     assert (folder / "runs" / "em-s0" / "checkpoints" / "latest.safetensors").is_file()
     stamp = (folder / "runs" / "upsampling-s1" / "scores.json").stat().st_mtime_ns
     again = run_augmentation(config, tmp_path / "exp", progress=False)

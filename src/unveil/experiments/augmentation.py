@@ -199,6 +199,8 @@ def manipulated(labelled: pd.DataFrame, pool: pd.DataFrame, seed: int, folder: P
             write_image_atomic(folder / name, edited)
             names.append(name)
     rows = pool.assign(image=names, **{c: targets[:, k].astype(float) for k, c in enumerate(LABELS)})
+    # the source grid's true digits (truth_AU*) no longer describe the edit, whose only label is its target
+    rows[[c for c in rows.columns if c.startswith("truth_")]] = np.nan
     if "noise_seed" in rows.columns:  # fresh draws, apart from every grid's own (seed x 10^7 + row)
         rows["noise_seed"] = 2**40 + seed * 10_000_000 + np.arange(len(rows))
     return rows
