@@ -122,3 +122,31 @@ def test_inpaint_takes_its_auto_masks_from_a_segmenter(tmp_path: Path) -> None:
     result = unveil("inpaint", str(image), "-g", str(generator), "-o", str(tmp_path / "x.png"), "--segmenter",
                     str(segmenter), "--mask", str(image))
     assert result.returncode == 2 and "not both" in result.stderr
+
+
+def test_restore_hands_inversion_the_segmenters_masks(tmp_path: Path) -> None:
+    """``unveil restore`` with --segmenter: the inversion restorer inverts with the network's masks (all hidden /
+    none hidden, known without training); a restorer that is not inversion refuses it in one sentence."""
+    import cv2
+    import torch
+    from torch import nn
+
+    from test_stylegan2 import _checkpoint
+    from unveil.methods.inversion import ProjectorConfig, load_inversion
+    from unveil.nets.stylegan2 import Generator
+    from unveil.restore import restore
+    from unveil.restorers import GeneratorRestorer
+
+    torch.manual_seed(3)
+    generator = _checkpoint(Generator(16, style_dim=32, n_mlp=2, width=32).eval(), tmp_path / "g.safetensors")
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    for hidden in (True, False):
+        inversion = load_inversion(generator, ProjectorConfig(steps=2, perceptual="none", n_mean_latent=100), "cpu")
+        segmenter = _segmenter_checkpoint(tmp_path / f"seg{hidden}.safetensors", hidden)
+        restore(inversion, image, tmp_path / f"out{hidden}.png", crop="none", segmenter=segmenter, progress=False)
+        assert len(inversion.last_masks) == 1 and np.all(inversion.last_masks[0] == float(hidden))
+    plain = GeneratorRestorer(nn.Identity(), 32, torch.device("cpu"), "pix2pix")
+    with pytest.raises(UnveilError, match="a pix2pix restorer finds its own"):
+        restore(plain, image, tmp_path / "x.png", crop="none", segmenter=segmenter, progress=False)
+    assert not (tmp_path / "x.png").exists()

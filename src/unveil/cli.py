@@ -502,6 +502,9 @@ def restore(
              "session's normal recording.")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Input and output next to each other.")]
         = False,
+    segmenter: Annotated[Optional[Path], typer.Option(help="For a stylegan2 run (inversion): a segmentation "
+                                                           "network's run ('unveil train segmenter') that finds "
+                                                           "each crop's hidden pixels, instead of --mask.")] = None,
     mask_out: Annotated[Optional[Path], typer.Option(
         help="Also write where each output pixel comes from the restorer (255) or the input (0): a .png for an "
              "image, a lossless .mkv or a folder for a video or folder.")] = None,
@@ -524,15 +527,17 @@ def restore(
 
         if not checkpoint.is_dir():
             raise UnveilError(f"To restore a manifest, give the folder of per-subject runs, not {checkpoint}.")
-        if mask_out is not None or side_by_side or reference is not None:
-            raise UnveilError("--mask-out, --side-by-side and --reference take one input, not a manifest.")
+        if mask_out is not None or side_by_side or reference is not None or segmenter is not None:
+            raise UnveilError("--mask-out, --side-by-side, --reference and --segmenter take one input, not a "
+                              "manifest.")
         outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
                                      outside=outside, device=device, resume=resume, progress=not quiet)  # type: ignore[arg-type]
         typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
         return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
                          side_by_side=side_by_side, mask_out=mask_out, batch_size=batch_size, device=device,
-                         outside=outside, reference=reference, progress=not quiet)  # type: ignore[arg-type]
+                         outside=outside, reference=reference, segmenter=segmenter,  # type: ignore[arg-type]
+                         progress=not quiet)
     typer.echo(f"{result.frames} frames restored -> {result.output}"
                + (f"; {result.occluded_share:.0%} of the face box from the restorer -> {mask_out}" if mask_out else ""))
 

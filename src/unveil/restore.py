@@ -32,6 +32,17 @@ Composite = Literal["none", "mask", "difference"]
 Outside = Literal["inpaint", "keep"]
 
 
+def use_segmenter(restorer: Restorer, segmenter: str | os.PathLike[str]) -> None:
+    """Let an inversion restorer find each crop's hidden pixels with ``segmenter``'s network (a segmenter, de-occluder
+    or pix2pix run); other restorers find their own (a predicted mask) or take ``--mask``."""
+    if not hasattr(restorer, "segmenter"):
+        raise UnveilError(f"--segmenter finds the hidden pixels for inversion (a stylegan2 run); a {restorer.method} "
+                          "restorer finds its own (mask_input predicted) or takes --mask.")
+    from unveil.methods.segmenter import load_segmenter
+
+    restorer.segmenter = load_segmenter(segmenter, getattr(restorer, "device", "cpu"))
+
+
 def frame_occlusion(restorer: Restorer, image: np.ndarray, transform: CropTransform,
                     hidden: np.ndarray | None, reference: np.ndarray | None = None) -> np.ndarray | None:
     """Where the occluder is in the whole frame (bool), beyond the face box too: the given mask, else the
@@ -121,7 +132,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
             composite: Composite = "none", mask: str | os.PathLike[str] | None = None, threshold: float = 0.12,
             side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
             device: str = "auto", feather: float = 0.06, outside: Outside = "inpaint",
-            reference: str | os.PathLike[str] | np.ndarray | None = None, progress: bool = True) -> RestoreResult:
+            reference: str | os.PathLike[str] | np.ndarray | None = None,
+            segmenter: str | os.PathLike[str] | None = None, progress: bool = True) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind) with
     ``checkpoint`` (a checkpoint of any restoring method, or a loaded :class:`~unveil.restorers.Restorer`).
 
@@ -134,7 +146,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     ``mask``, or from the restorer's segmentation network run on the whole frame), ``inpaint`` fills those pixels
     from their surroundings (:func:`fill_outside`); ``keep`` leaves them. ``reference``: a clean frame of the same
     camera (an image, or a video whose median frame is taken): a found occluder pixel outside the box is filled only
-    where the frame differs from it (:func:`changed_from`).
+    where the frame differs from it (:func:`changed_from`). ``segmenter``: for inversion, a run whose segmentation
+    network finds each crop's hidden pixels (:func:`use_segmenter`).
     """
     src, target = Path(source), Path(out)
     if not src.exists():
@@ -154,6 +167,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
         raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
     clean = reference_frame(reference) if isinstance(reference, (str, os.PathLike)) else reference
     restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device)
+    if segmenter is not None:
+        use_segmenter(restorer, segmenter)
     restorer.reset()
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
