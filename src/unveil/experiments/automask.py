@@ -133,8 +133,9 @@ def table_markdown(results: pd.DataFrame, rows: pd.DataFrame, side: int, empty: 
     mean per subject."""
     subjects = sorted(results["subject"].unique())
     skipped = f" ({empty} more had an empty true mask, nothing drawn, and were left out)" if empty else ""
-    lines = [f"{len(rows)} occluded crops ({side} px) from {rows['recording'].nunique()} recordings{skipped}. IoU "
-             "with the exact true mask; 'grown': with the true mask grown by one pixel.", "",
+    recordings = rows["recording"].nunique()
+    lines = [f"{len(rows)} occluded crops ({side} px) from {recordings} recording{'s' * (recordings != 1)}"
+             f"{skipped}. IoU with the exact true mask; 'grown': with the true mask grown by one pixel.", "",
              "| source | mean IoU | lowest | share >= 0.9 | nothing found | mean IoU, grown | "
              + " | ".join(f"{s}" for s in subjects) + " | ms per crop |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(subjects) + "---:|"]
