@@ -147,12 +147,12 @@ class MaskAwareRestorer:
         """Whether :meth:`segment` can find occluders (the mask is predicted, not given)."""
         return self.generator.M is not None
 
-    @torch.no_grad()
     def segment(self, image: np.ndarray) -> np.ndarray:
         """The segmentation network's occluder mask (float in [0, 1]) of an RGB image of any size, e.g. a whole
         frame scaled so that the face has the size the network was trained at."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
-        return torch.sigmoid(self.generator.M(x.to(self.device)).float())[0, 0].cpu().numpy()
+        from unveil.nets.segmentation import occluder_probabilities
+
+        return occluder_probabilities(self.generator.M, image, self.device)
 
     def reset(self) -> None:
         self.last_masks = []

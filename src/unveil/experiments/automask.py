@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import Field
 
 from unveil.config import Config
+from unveil.data.automask import iou
 from unveil.data.datasets import load_image, load_samples
 from unveil.data.sampling import spread
 from unveil.errors import UnveilError
@@ -80,19 +81,13 @@ def sources(config: AutomaskConfig) -> list[MaskSource]:
     return found
 
 
-def iou(found: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(found, truth).sum()
-    return float(np.logical_and(found, truth).sum() / union) if union else 1.0
-
-
 def score(found: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, list[float]]:
     """Per crop: IoU with the exact true mask and with the true mask grown by one pixel, and whether nothing was
     found (e.g. no face for the landmarks)."""
-    kernel = np.ones((3, 3), np.uint8)
-    grown = [cv2.dilate(t.astype(np.uint8), kernel) > 0 for t in truth]
-    return {"iou": [iou(f > 0.5, t) for f, t in zip(found, truth, strict=True)],
-            "iou_grown": [iou(f > 0.5, g) for f, g in zip(found, grown, strict=True)],
+    from unveil.restore import grown
+
+    return {"iou": [iou(f, t) for f, t in zip(found, truth, strict=True)],
+            "iou_grown": [iou(f, grown(t, 1)) for f, t in zip(found, truth, strict=True)],
             "nothing_found": [not (f > 0.5).any() for f in found]}
 
 
@@ -154,7 +149,7 @@ def error_grid(images: list[np.ndarray], truth: list[np.ndarray], found: dict[st
     """One column per example crop: the crop, then per source its errors (grey: right, red: marked but visible,
     blue: hidden but missed); the worst crop of the first source is among the examples."""
     first = next(iter(found.values()))
-    worst = int(np.argmin([iou(f > 0.5, t) for f, t in zip(first, truth, strict=True)]))
+    worst = int(np.argmin([iou(f, t) for f, t in zip(first, truth, strict=True)]))
     picks = sorted(set(spread(len(images), examples - 1).tolist()) | {worst})
     columns = []
     for i in picks:

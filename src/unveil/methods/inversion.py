@@ -419,12 +419,11 @@ def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], o
     ``out`` (a file for one image, else a folder). ``mask``: ``auto`` (found by the ``segmenter`` run's network
     when one is given, else from landmarks, a face mask), or a mask image (255 = hidden) for one image, or a
     folder of masks named as the images. With ``side_by_side`` each output is input | mask | result."""
-    from unveil.data.automask import occluder_mask
     from unveil.data.datasets import load_image
     from unveil.files import ensure_dir, write_image_atomic
 
     files = _image_files(Path(source))
-    restorer = load_inversion(generator, config, device, None, perceptual_weights)
+    restorer = load_inversion(generator, config, device, "mask", perceptual_weights)
     restorer.projector.progress = True
     masks_from = None if str(mask) == "auto" else Path(mask)
     if masks_from is not None and not masks_from.exists():
@@ -432,9 +431,9 @@ def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], o
     if segmenter is not None and masks_from is not None:
         raise UnveilError("A segmenter finds the masks of --mask auto; give it or a mask file, not both.")
     if segmenter is not None:
-        from unveil.methods.segmenter import load_segmenter
+        from unveil.restore import use_segmenter
 
-        restorer.segmenter = load_segmenter(segmenter, restorer.device)
+        use_segmenter(restorer, segmenter)
     target = Path(out)
     single = len(files) == 1 and not Path(source).is_dir()
     if single:
@@ -449,8 +448,7 @@ def inpaint(source: str | os.PathLike[str], generator: str | os.PathLike[str], o
         for file in chunk:
             image = load_image(file)
             if masks_from is None:
-                hidden = (restorer.segmenter([image])[0] if restorer.segmenter is not None
-                          else occluder_mask(image, "mask"))
+                hidden = restorer.masks([image], None)[0]  # type: ignore[index] - auto_mask is set
             else:
                 mask_file = masks_from / file.name if masks_from.is_dir() else masks_from
                 if masks_from.is_dir() and not mask_file.is_file():

@@ -23,7 +23,7 @@ from torch import nn
 from unveil.errors import UnveilError
 from unveil.methods.paired import PairOptions, as_image, grid_items, mask_scores, paired_data
 from unveil.methods.registry import MethodSpec, register
-from unveil.nets.segmentation import OcclusionSegmenter, grow_mask, mask_loss
+from unveil.nets.segmentation import OcclusionSegmenter, grow_mask, mask_loss, occluder_probabilities
 from unveil.train.method import MethodBase
 
 if TYPE_CHECKING:
@@ -113,9 +113,7 @@ class SegmenterModel:
         scale = self.size / max(height, width)
         small = cv2.resize(image, (max(8, round(width * scale)), max(8, round(height * scale))),
                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        x = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.no_grad():
-            p = torch.sigmoid(self.network(x).float())[0, 0].cpu().numpy()
+        p = occluder_probabilities(self.network, small, self.device)
         return cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR)
 
     def probabilities_of(self, images: list[np.ndarray]) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,3 +61,11 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits.float())
     dice = 1 - (2 * (p * target).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
     return bce + dice.mean()
+
+
+@torch.no_grad()
+def occluder_probabilities(network: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """Float32 (H, W) in [0, 1]: how sure ``network`` is that each pixel of ``image`` (RGB uint8, at the scale the
+    network learnt faces at) is hidden."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    return torch.sigmoid(network(x.to(device)).float())[0, 0].cpu().numpy()
