@@ -72,6 +72,18 @@ def occluder_mask(image: np.ndarray, occluder: str = "mask", grow: float = 0.0,
     return mask.astype(np.float32)
 
 
+def landmark_masks(images: list[np.ndarray], occluder: str = "mask") -> list[np.ndarray]:
+    """Masks of ``occluder`` from each image's landmarks; an image without a found face gets an empty mask (so a
+    restorer leaves it as it is, and a score counts it as nothing found)."""
+    masks = []
+    for image in images:
+        try:
+            masks.append(occluder_mask(image, occluder))
+        except UnveilError:
+            masks.append(np.zeros(image.shape[:2], np.float32))
+    return masks
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two masks (anything > 0.5 counts as hidden)."""
     a, b = np.asarray(a) > 0.5, np.asarray(b) > 0.5

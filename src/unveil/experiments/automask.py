@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import Field
 
 from unveil.config import Config
-from unveil.data.automask import iou
+from unveil.data.automask import AUTO_OCCLUDERS, iou, landmark_masks
 from unveil.data.datasets import load_image, load_samples
 from unveil.data.sampling import spread
 from unveil.errors import UnveilError
@@ -66,8 +66,6 @@ def select_rows(table: pd.DataFrame, config: AutomaskConfig) -> pd.DataFrame:
 
 def sources(config: AutomaskConfig) -> list[MaskSource]:
     """The landmark polygon (where it exists for the occluder) and every segmentation network."""
-    from unveil.data.automask import AUTO_OCCLUDERS
-    from unveil.experiments.mask_removal import landmark_masks
     from unveil.methods.segmenter import load_segmenter
 
     found = []

@@ -109,6 +109,8 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
         restorer = load_inversion(variant.checkpoint, options, config.device)
         restorer.projector.progress = progress
         if variant.mask == "auto":
+            from unveil.data.automask import landmark_masks
+
             masks = landmark_masks(occluded)
         elif variant.mask == "network":
             from unveil.methods.segmenter import load_segmenter
@@ -124,20 +126,6 @@ def run_variant(variant: Variant, occluded: list[np.ndarray], masks: list[np.nda
     for start in range(0, len(crops), 16):
         out += restorer(crops[start:start + 16], contexts[start:start + 16])
     return [cv2.resize(o, (size, size), interpolation=cv2.INTER_LINEAR) for o in out]
-
-
-def landmark_masks(images: list[np.ndarray]) -> list[np.ndarray]:
-    """Face-mask masks from landmarks; an image without a found face gets an empty mask (so it is left as it
-    is, and scored so)."""
-    from unveil.data.automask import occluder_mask
-
-    masks = []
-    for image in images:
-        try:
-            masks.append(occluder_mask(image, "mask"))
-        except UnveilError:
-            masks.append(np.zeros(image.shape[:2], np.float32))
-    return masks
 
 
 def identity_distances(restored: list[np.ndarray], clean: list[np.ndarray]) -> list[float]:
