@@ -61,6 +61,45 @@ def test_neighbours_and_weights_match_a_brute_force_computation() -> None:
     assert torch.allclose(fill, by_hand, atol=1e-5) and fill.min() >= -1 and fill.max() <= 1
 
 
+class _Segmenter(torch.nn.Module):
+    """A stand-in segmentation network that returns fixed logits, whatever the crop."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1, -1, -1)
+
+
+def test_the_exemplar_check_keeps_what_matches_the_clean_face_and_hides_the_occluder() -> None:
+    # The person's clean faces in [0, 0.5]; the occluder is white, so it differs from them by at least a quarter of
+    # the range. The network over-marks (the occluder band and a visible band below it) and leaves a 0.2 haze on
+    # every other pixel, as the demo's networks do on the benchmark's real sensors.
+    side = 16
+    bank = torch.from_numpy(np.random.default_rng(3).integers(0, 128, (6, 3, side, side), dtype=np.uint8))
+    truth = bank[2].float().div(127.5).sub(1)
+    occluder = torch.zeros(1, 1, side, side, dtype=torch.bool)
+    occluder[..., 3:6, :] = True
+    crop = torch.where(occluder, torch.ones(1, 3, side, side), truth[None])
+    probability = torch.full((1, 1, side, side), 0.2)
+    probability[..., 3:9, :] = 0.9  # rows 6-8: visible face the network takes for occluder
+    segmenter = _Segmenter(torch.logit(probability))
+    fill = ExemplarFill(bank, k=1)
+    soft = MaskAwareGenerator(_Constant(), segmenter, MaskOptions(mask_input="predicted"), fill)
+    checked = MaskAwareGenerator(_Constant(), segmenter, MaskOptions(mask_input="predicted", exemplar_check=0.04),
+                                 fill)
+    result = restore_as_inference(checked, crop, None)
+    assert torch.equal(result.mask.bool(), occluder)  # exactly the occluder: over-marking and haze gone
+    hidden = occluder.expand_as(crop)
+    assert torch.equal(result.out[~hidden], crop[~hidden])  # every visible pixel the input's, bit for bit
+    assert torch.allclose(result.out[hidden], truth[None][hidden], atol=1e-6)  # the occluder: the hidden face
+    hazy = restore_as_inference(soft, crop, None)  # without the check the visible pixels are blended
+    assert not torch.equal(hazy.out[~hidden], crop[~hidden])
+    with pytest.raises(ValidationError):
+        MaskOptions(exemplar_check=1.0)
+
+
 def test_exemplars_need_a_mask() -> None:
     with pytest.raises(ValidationError, match="need a mask"):
         MaskOptions(mask_input="none", exemplars=3)

@@ -76,6 +76,19 @@ class ExemplarFill(nn.Module):
         return (chosen * weight[..., None, None, None]).sum(1).to(a.dtype)
 
 
+def checked_mask(a: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, threshold: float) -> torch.Tensor:
+    """A segmentation network's ``mask`` (B, 1, S, S) checked against the exemplar ``fill`` of crops ``a`` (both in
+    [-1, 1]): hidden (1) where the network marks a pixel (> 0.5) and the crop differs there from the person's clean
+    neighbours by more than ``threshold`` (largest channel difference, share of the value range), else visible (0).
+
+    Why: a network trained on drawn occluders marks the skin around real ones too and leaves a soft haze over the
+    whole face; compositing through it blends every visible pixel with the neighbours' mean and replaces the eyes
+    and mouth it over-marks, which is where the expression is. A pixel that matches the same person's clean face is
+    visible, whatever the network says."""
+    differs = (a.float() - fill.float()).abs().amax(1, keepdim=True) / 2 > threshold
+    return ((mask > 0.5) & differs).to(a.dtype)
+
+
 def load_bank(root: Path, images: Sequence[str], side: int, limit: int) -> torch.Tensor:
     """At most ``limit`` of the crops ``images`` (paths under ``root``, evenly spaced) resized to ``side`` as the
     restorer sees them at restore time (the whole crop, no training crop), uint8 (N, 3, side, side)."""

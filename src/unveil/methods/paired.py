@@ -24,7 +24,7 @@ from unveil.config import Config
 from unveil.data.pairs import PAIR_OCCLUDERS, check_occluders
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS
-from unveil.methods.exemplars import ExemplarFill, load_bank
+from unveil.methods.exemplars import ExemplarFill, checked_mask, load_bank
 from unveil.nets.segmentation import OcclusionSegmenter, grow_mask
 
 if TYPE_CHECKING:
@@ -78,6 +78,10 @@ class MaskOptions(Config):
     exemplars: int = Field(default=0, ge=0, description="At restore time, fill the hidden pixels from the k clean "
                            "training crops nearest by the visible pixels (unveil.methods.exemplars) instead of from "
                            "the generator; 0: the generator fills them.")
+    exemplar_check: float = Field(default=0.0, ge=0, lt=1, description="With exemplars and a predicted mask: a "
+                                  "pixel is hidden only where the network marks it (> 0.5) and the crop differs "
+                                  "from the exemplar fill by more than this share of the value range (the person's "
+                                  "own clean face says it is visible otherwise); 0: the network's soft mask.")
     exemplar_bank: int = Field(default=1000, ge=1, description="The most clean training crops the checkpoint keeps "
                                "for the exemplar fill (evenly spaced; 1000 crops are 12 MB at 64 px, 197 MB at 256).")
 
@@ -119,6 +123,7 @@ class MaskAwareGenerator(nn.Module):
         super().__init__()
         self.G, self.M, self.E = generator, segmenter, exemplars
         self.mask_input, self.composite, self.grow = options.mask_input, options.composite, options.mask_grow
+        self.exemplar_check = options.exemplar_check
         if (self.M is None) != (self.mask_input != "predicted"):
             raise ValueError("a segmentation network goes with mask_input predicted, and only with it")
 
@@ -156,6 +161,9 @@ def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: to
     if exemplars and restorer.E is not None:  # the generator's fill would be thrown away: do not run it
         used, logits = restorer.mask_of(a, mask)
         fill = restorer.E(a, used)
+        if restorer.exemplar_check and restorer.mask_input == "predicted":
+            used = checked_mask(a, used, fill, restorer.exemplar_check)
+            fill = restorer.E(a, used)  # neighbours again, by the pixels now known to be visible
         return Restored(used * fill + (1 - used) * a, fill, used, logits)
     if not uses_batch_norm(restorer.G):
         return restorer(a, mask)
