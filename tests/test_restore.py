@@ -165,3 +165,41 @@ def test_every_occluded_recording_of_a_manifest(checkpoint: Path, tmp_path: Path
     stamp = outputs[occluded[0].id].stat().st_mtime_ns
     restore_recordings(manifest, runs, tmp_path / "restored", root / "prepared", resume=True, progress=False)
     assert outputs[occluded[0].id].stat().st_mtime_ns == stamp  # resume keeps what is there
+
+
+def test_the_restorers_own_mask_keeps_every_other_pixel_exactly(checkpoint: Path, tmp_path: Path) -> None:
+    """--composite restorer: a mask-aware restorer whose segmentation network marks a known block of the crop; the
+    frame takes the restorer's pixels there and keeps every pixel the warped mask does not reach, bit for bit."""
+    import torch
+
+    from unveil.errors import UnveilError
+    from unveil.methods.paired import MaskAwareGenerator, MaskOptions
+    from unveil.restorers import MaskAwareRestorer
+
+    class Painter(torch.nn.Module):  # paints every pixel 0.5 (grey 191)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((len(x), 3, *x.shape[-2:]), 0.5)
+
+    class Block(torch.nn.Module):  # 'finds' the occluder on crop rows 8-15, columns 4-27, whatever the crop
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.full((len(x), 1, *x.shape[-2:]), -20.0)
+            logits[..., 8:16, 4:28] = 20.0
+            return logits
+
+    image, _ = _noise_and_mask(tmp_path, 4, 96, slice(0, 1), slice(0, 1))
+    restorer = MaskAwareRestorer(MaskAwareGenerator(Painter(), Block(), MaskOptions()), 32, torch.device("cpu"),
+                                 "stand-in")
+    restore(restorer, tmp_path / "in.png", tmp_path / "out.png", crop="none", composite="restorer", outside="keep",
+            mask_out=tmp_path / "share.png", progress=False)
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB)
+    share = cv2.imread(str(tmp_path / "share.png"), cv2.IMREAD_GRAYSCALE)
+    # the centred 80 px box (columns 8-87) at 32 px: 2.5 frame pixels a crop pixel; the block is rows 20-40,
+    # columns 18-78 of the frame
+    assert np.array_equal(out[share == 0], image[share == 0])
+    assert (share[:17] == 0).all() and (share[43:] == 0).all() and (share[:, :15] == 0).all()
+    assert (out[23:37, 22:74] == 191).all()  # inside the block: the restorer's grey
+    assert (share > 0).sum() < 0.2 * share.size
+
+    with pytest.raises(UnveilError, match="finds or takes the occluder mask"):
+        restore(checkpoint, tmp_path / "in.png", tmp_path / "x.png", crop="none", composite="restorer",
+                progress=False)  # CycleGAN's generator has no mask

@@ -490,8 +490,9 @@ def restore(
         = "fixed",
     box: Annotated[Optional[str], typer.Option(help="Fixed face box 'x,y,width,height' in pixels.")] = None,
     composite: Annotated[str, typer.Option(
-        help="none: paste the restored face; mask: use it only where --mask marks the occluder; difference: "
-             "only where the restorer changed the face markedly (visible pixels stay exact).")] = "none",
+        help="none: paste the restored face; mask: use it only where --mask marks the occluder; restorer: only "
+             "where the restorer's own mask does (mask-aware restorers, inversion); difference: only where the "
+             "restorer changed the face markedly (visible pixels stay exact).")] = "none",
     mask: Annotated[Optional[Path], typer.Option(help="Occluder mask of the same frames (255 = hidden).")] = None,
     outside: Annotated[str, typer.Option(help="Occluder pixels beyond the face box (from --mask, or the restorer's "
                                               "segmentation network on the whole frame): inpaint them from their "
@@ -514,10 +515,11 @@ def restore(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Remove the obstruction from every frame with a trained restorer; videos keep frame count, fps and audio."""
+    from unveil.restore import COMPOSITES
     from unveil.restore import restore as run_restore
 
     parsed = _box(box)
-    if crop not in ("fixed", "track", "none") or composite not in ("none", "mask", "difference") or \
+    if crop not in ("fixed", "track", "none") or composite not in COMPOSITES or \
             outside not in ("inpaint", "keep"):
         raise UnveilError(f"Unknown --crop '{crop}', --composite '{composite}' or --outside '{outside}'; see "
                           "'unveil restore --help'.")

@@ -4,8 +4,8 @@ image, a folder, a video or every occluded recording of a manifest (each with it
 The pipeline: decode, cut the face box (fixed, tracked or given) at the restorer's size, restore in batches
 (with each frame's context: its index and, where given, its occluder mask), composite, paste back into the full
 frame with a feathered edge, encode. Videos keep their frame count, rate and audio. Optional occlusion-aware
-compositing keeps visible pixels exactly: only where the input is occluded (a given mask, or where the restorer
-changed the crop markedly) is the output used.
+compositing keeps visible pixels exactly: only where the input is occluded (a given mask, the mask the restorer
+found itself, or where the restorer changed the crop markedly) is the output used.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from unveil.methods.registry import load_restorer
 from unveil.progress import progress_bar
 from unveil.restorers import FrameContext, Restorer
 
-Composite = Literal["none", "mask", "difference"]
+Composite = Literal["none", "mask", "restorer", "difference"]
+COMPOSITES: tuple[str, ...] = ("none", "mask", "restorer", "difference")
 Outside = Literal["inpaint", "keep"]
 
 
@@ -139,19 +140,23 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
 
     ``crop``: ``fixed`` box (``box`` or estimated from the first frames), ``track`` (a smoothed box per frame),
     ``none`` (the centred square). ``composite``: ``none`` pastes the restored crop as it is; ``mask`` takes the
-    restorer's pixels only where ``mask`` (same frames, 255 = occluded) says so; ``difference`` only where the
-    restorer changed the crop by more than ``threshold``. ``mask_out`` also writes, per frame, the share of each
-    pixel that comes from the restorer (255) rather than the input (0): a PNG for an image input, else a lossless
-    .mkv or a folder of PNGs. ``outside``: where the occluder reaches beyond the face box (known from the given
-    ``mask``, or from the restorer's segmentation network run on the whole frame), ``inpaint`` fills those pixels
-    from their surroundings (:func:`fill_outside`); ``keep`` leaves them. ``reference``: a clean frame of the same
-    camera (an image, or a video whose median frame is taken): a found occluder pixel outside the box is filled only
-    where the frame differs from it (:func:`changed_from`). ``segmenter``: for inversion, a run whose segmentation
-    network finds each crop's hidden pixels (:func:`use_segmenter`).
+    restorer's pixels only where ``mask`` (same frames, 255 = occluded) says so; ``restorer`` only where the
+    restorer's own mask of the crop says so (a restorer that finds or takes masks: ``last_masks``);
+    ``difference`` only where the restorer changed the crop by more than ``threshold``. ``mask_out`` also writes,
+    per frame, the share of each pixel that comes from the restorer (255) rather than the input (0): a PNG for an
+    image input, else a lossless .mkv or a folder of PNGs. ``outside``: where the occluder reaches beyond the face
+    box (known from the given ``mask``, or from the restorer's segmentation network run on the whole frame),
+    ``inpaint`` fills those pixels from their surroundings (:func:`fill_outside`); ``keep`` leaves them.
+    ``reference``: a clean frame of the same camera (an image, or a video whose median frame is taken): a found
+    occluder pixel outside the box is filled only where the frame differs from it (:func:`changed_from`).
+    ``segmenter``: for inversion, a run whose segmentation network finds each crop's hidden pixels
+    (:func:`use_segmenter`).
     """
     src, target = Path(source), Path(out)
     if not src.exists():
         raise UnveilError(f"The input {src} does not exist.")
+    if composite not in COMPOSITES:
+        raise UnveilError(f"Unknown composite '{composite}'; use one of {', '.join(COMPOSITES)}.")
     if composite == "mask" and mask is None:
         raise UnveilError("--composite mask needs --mask, the occluder mask of the same frames.")
     if batch_size < 1:
@@ -169,6 +174,9 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device)
     if segmenter is not None:
         use_segmenter(restorer, segmenter)
+    if composite == "restorer" and not hasattr(restorer, "last_masks"):
+        raise UnveilError(f"--composite restorer needs a restorer that finds or takes the occluder mask; "
+                          f"{restorer.describe()} does not (use difference, or mask with --mask).")
     restorer.reset()
     info = None if is_image else probe(src)
     fps = info.fps if info is not None and info.fps == info.fps else 25.0
@@ -197,9 +205,14 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
         contexts = [FrameContext(len(shares) + k, None if hidden is None else
                                  (t.crop(hidden, interpolation=cv2.INTER_NEAREST) > 127).astype(np.float32))
                     for k, (_, t, hidden) in enumerate(pending)]
-        for (image, transform, hidden), crop, output in zip(pending, crops, restorer(crops, contexts), strict=True):
+        outputs = restorer(crops, contexts)
+        own = list(getattr(restorer, "last_masks", [])) if composite == "restorer" else [None] * len(outputs)
+        if len(own) != len(outputs):
+            raise UnveilError(f"{restorer.describe()} gave no occluder mask for these frames; use --composite "
+                              "difference.")
+        for (image, transform, hidden), crop, output, found in zip(pending, crops, outputs, own, strict=True):
             result, weight = _composite(image, transform, crop, output, hidden, composite, threshold, feather, shares,
-                                        share_map=mask_target is not None)
+                                        share_map=mask_target is not None, found=found)
             if clean is not None and clean.shape != image.shape:
                 raise UnveilError(f"The reference frame is {clean.shape[1]}x{clean.shape[0]}, the frames of {src} "
                                   f"{image.shape[1]}x{image.shape[0]}; give a clean frame of the same camera.")
@@ -254,10 +267,11 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
 
 def _composite(image: np.ndarray, transform: CropTransform, crop: np.ndarray, restored: np.ndarray,
                hidden: np.ndarray | None, mode: Composite, threshold: float, feather: float, shares: list[float],
-               share_map: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+               share_map: bool = False, found: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Paste ``restored`` (the restorer's output for ``crop``, cut from ``image`` by ``transform``) back; with
-    compositing, only over the occluded part of the box. Returns the frame and, with ``share_map``, the share of
-    each of its pixels that comes from the restorer (0: the input's exactly)."""
+    compositing, only over the occluded part of the box (``found``: the restorer's own mask of the crop, for mode
+    ``restorer``). Returns the frame and, with ``share_map``, the share of each of its pixels that comes from the
+    restorer (0: the input's exactly)."""
     height, width = image.shape[:2]
     box_weight = transform.paste_weight(height, width, feather) if share_map else None
     full = transform.paste(image, restored, feather)
@@ -268,7 +282,7 @@ def _composite(image: np.ndarray, transform: CropTransform, crop: np.ndarray, re
         assert hidden is not None
         weight = (hidden > 127).astype(np.float32)
     else:
-        local = occlusion_from_difference(crop, restored, threshold)
+        local = occlusion_from_difference(crop, restored, threshold) if found is None else found.astype(np.float32)
         inverse = cv2.invertAffineTransform(transform.matrix)
         weight = cv2.warpAffine(local, inverse, (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
