@@ -41,11 +41,15 @@ DEMO_PREPARE = PrepareConfig(fraction=0.1, load_size=72)
 # subject): a fixed number, not a time limit, so that a seed gives the same restorer on any machine. The hidden
 # pixels come from the 8 clean training crops nearest by the visible ones (exemplars): at this budget the U-Net
 # draws the subject's average face, and the exemplar fill gave the image CNN three times the expression back
-# (README).
+# (README). A pixel the segmentation network marks stays visible where it matches those clean crops to within 8 %
+# of the value range (exemplar_check: the network, trained on drawn sensors, over-marks the eyes between real ones
+# and hazes the whole face), and the restored crop goes into the frame only through that mask (composite
+# "restorer"), so the visible pixels stay the camera's, not a 64 px copy of them.
 DEMO_TRAIN = TrainConfig(method="deoccluder", **{
     **deoccluder.CPU_PRESET, "n_epochs": 4, "n_epochs_decay": 2, "load_size": 72, "crop_size": 64, "batch_size": 8,
     "model": {**deoccluder.CPU_PRESET["model"], "netG": "unet_64", "lambda_expr": 0.0, "occluders": "semg",
-              "per_image": 2, "lambda_hybrid": 0.5, "exemplars": 8}})
+              "per_image": 2, "lambda_hybrid": 0.5, "exemplars": 8,
+              "exemplar_check": 0.08}})
 # The tasks the protocol is run on: Schaede's facial exercises (AUs, Fig. 6) and the emotions (Fig. 7).
 DEMO_TASKS = ("schaede", "emotion")
 # The image AU / emotion model learns from the normal recordings only, as JAA-Net and ResMaskNet in seed 000
@@ -100,7 +104,7 @@ def run_demo(out: str | os.PathLike[str] = "demo-output", progress: bool = True,
                                                           and (r.condition == "normal" or r.take == 1)]})
     start = time.perf_counter()
     restored = restore_recordings(protocol, folder / "runs", folder / "restored", prepared.path.parent,
-                                  progress=progress)
+                                  composite="restorer", progress=progress)
     lines.append(f"restore: {len(restored)} sensor videos (take 1 of each session, Schaede and emotion tasks) -> "
                  f"{folder / 'restored'} in {time.perf_counter() - start:.0f} s")
     for made_by in sorted(set(restorers_of(folder / "restored").values())):
