@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from unveil.data.manifest import load_manifest
-from unveil.demo import DEMO_EVALUATE, DEMO_TASKS, headline
+from unveil.demo import DEMO_EVALUATE, demo_protocol, headline
 from unveil.evaluate.fidelity import expression_lines
 from unveil.evaluate.protocol import evaluate
 from unveil.restore import restore_recordings
@@ -33,8 +33,7 @@ def main() -> None:
     import unveil.restore as restoring
 
     manifest = load_manifest(args.demo / "benchmark" / "manifest.yaml")
-    protocol = manifest.model_copy(update={"recordings": [r for r in manifest.recordings if r.task in DEMO_TASKS
-                                                          and (r.condition == "normal" or r.take == 1)]})
+    protocol = demo_protocol(manifest)
     masks = {str(manifest.resolve(r.media)): manifest.resolve(r.mask) for r in manifest.recordings if r.mask}
     plain_restore, plain_occlusion = restoring.restore, restoring.frame_occlusion
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from unveil.analysis.forest import train_forest
+from unveil.data.manifest import Manifest
 from unveil.data.prepare import PrepareConfig, prepare
 from unveil.evaluate.fidelity import expression_lines
 from unveil.evaluate.protocol import EvaluateConfig, Evaluation, evaluate
@@ -100,8 +101,7 @@ def run_demo(out: str | os.PathLike[str] = "demo-output", progress: bool = True,
     # The protocol on the first sensor take of every session of the Schaede and emotion tasks (the benchmark
     # records two takes and a third task, sentences; restoring and analysing all of them doubles the time on a
     # CPU; 'unveil evaluate' takes all by default).
-    protocol = manifest.model_copy(update={"recordings": [r for r in manifest.recordings if r.task in DEMO_TASKS
-                                                          and (r.condition == "normal" or r.take == 1)]})
+    protocol = demo_protocol(manifest)
     start = time.perf_counter()
     restored = restore_recordings(protocol, folder / "runs", folder / "restored", prepared.path.parent,
                                   composite="restorer", progress=progress)
@@ -145,6 +145,13 @@ def run_demo(out: str | os.PathLike[str] = "demo-output", progress: bool = True,
     lines.append(f"Report: {page}")
     lines.append(f"Demo output is in {Path(folder).resolve()}")
     return lines
+
+
+def demo_protocol(manifest: Manifest) -> Manifest:
+    """The recordings the demo restores and evaluates: every normal one and the first sensor take, of the Schaede
+    and emotion tasks."""
+    return manifest.model_copy(update={"recordings": [r for r in manifest.recordings if r.task in DEMO_TASKS
+                                                      and (r.condition == "normal" or r.take == 1)]})
 
 
 def headline(result: Evaluation) -> str:

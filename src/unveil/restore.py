@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -29,7 +29,7 @@ from unveil.progress import progress_bar
 from unveil.restorers import FrameContext, Restorer
 
 Composite = Literal["none", "mask", "restorer", "difference"]
-COMPOSITES: tuple[str, ...] = ("none", "mask", "restorer", "difference")
+COMPOSITES: tuple[str, ...] = get_args(Composite)
 Outside = Literal["inpaint", "keep"]
 
 

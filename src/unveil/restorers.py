@@ -168,7 +168,7 @@ class MaskAwareRestorer:
         if g.E is not None:
             composite += (f"; hidden pixels filled from the {g.E.k} nearest of {len(g.E.images)} clean training "
                           "crops (exemplars)")
-            if g.exemplar_check and g.mask_input == "predicted":
+            if g.checks_exemplars:
                 composite += f", a marked pixel kept where it matches them to within {g.exemplar_check:.0%}"
         return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "
                 f"{masks[g.mask_input]}{composite})" + (f" from {self.source}" if self.source else ""))

@@ -127,6 +127,11 @@ class MaskAwareGenerator(nn.Module):
         if (self.M is None) != (self.mask_input != "predicted"):
             raise ValueError("a segmentation network goes with mask_input predicted, and only with it")
 
+    @property
+    def checks_exemplars(self) -> bool:
+        """Whether restore checks the predicted mask against the exemplar fill (:func:`checked_mask`)."""
+        return bool(self.exemplar_check) and self.E is not None and self.mask_input == "predicted"
+
     def forward(self, a: torch.Tensor, given: torch.Tensor | None = None, mask_gradient: bool = False) -> Restored:
         """Restore ``a`` (N, 3, H, W) in [-1, 1]; ``given`` is the true / given mask (N, 1, H, W) in {0, 1}.
         A predicted mask is detached (G learns from it, M only from its own loss) unless ``mask_gradient``."""
@@ -161,7 +166,7 @@ def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: to
     if exemplars and restorer.E is not None:  # the generator's fill would be thrown away: do not run it
         used, logits = restorer.mask_of(a, mask)
         fill = restorer.E(a, used)
-        if restorer.exemplar_check and restorer.mask_input == "predicted":
+        if restorer.checks_exemplars:
             used = checked_mask(a, used, fill, restorer.exemplar_check)
             fill = restorer.E(a, used)  # neighbours again, by the pixels now known to be visible
         return Restored(used * fill + (1 - used) * a, fill, used, logits)
