@@ -90,7 +90,7 @@ def test_scores_are_f1_and_fdr_of_the_present_digits() -> None:
     result = scores(truth, probability)
     assert result["F1_AU3"] == pytest.approx(100 * 4 / 6)  # 2TP / (2TP + FP + FN)
     assert result["FDR_AU3"] == pytest.approx(50.0) and result["FDR_AU2"] == 0.0
-    assert result["FDR_2_3"] == pytest.approx(25.0) and result["FDR"] == pytest.approx(50 / 9)
+    assert result["FDR_pair"] == pytest.approx(25.0) and result["FDR"] == pytest.approx(50 / 9)
     assert result["F1"] == pytest.approx(100 * (8 + 4 / 6) / 9)
 
 

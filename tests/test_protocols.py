@@ -62,3 +62,17 @@ def test_unknown_task() -> None:
 
     with pytest.raises(UnveilError, match="Unknown task 'dance'"):
         build_timeline("dance", 15, np.random.default_rng(0))
+
+
+def test_single_au_shows_every_au_alone() -> None:
+    from unveil.synth import SynthConfig
+    from unveil.synth.protocols import PROTOCOLS, SINGLE_AU_INTENSITY
+
+    timeline = build_timeline("single_au", 15, np.random.default_rng(4), repetitions=2)
+    assert (timeline.intensities > 0).sum(axis=1).max() == 1  # no frame moves two AUs, not even a blink
+    segments = _segments(timeline.events)
+    assert sorted(segments) == sorted(f"AU{au:02d}" for au in SYNTH_AUS for _ in range(2))
+    apex = timeline.intensities.max(axis=0)
+    low, high = SINGLE_AU_INTENSITY * 0.75 * 0.9, SINGLE_AU_INTENSITY * 1.1  # per-event intensity variation
+    assert np.all((apex >= low) & (apex <= high)), apex
+    assert SynthConfig().tasks == list(PROTOCOLS) == ["schaede", "emotion", "sentence"]  # not recorded by default

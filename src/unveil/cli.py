@@ -85,7 +85,8 @@ def synth(
     seed: Annotated[Optional[int], typer.Option(help="Random seed; same seed, same output. \\[default: 0]")] = None,
     sessions: Annotated[Optional[int], typer.Option(help="Sessions per subject. \\[default: 2]")] = None,
     task: Annotated[Optional[list[str]], typer.Option(
-        help="Task to record (repeatable): schaede, emotion, sentence. \\[default: all three]")] = None,
+        help="Task to record (repeatable): schaede, emotion, sentence (seed 000's); single_au (each AU "
+             "alone, for uncorrelated AU tests). \\[default: the seed's three]")] = None,
     occluder: Annotated[Optional[list[str]], typer.Option(
         help="Occluder worn in occluded takes (repeatable; several are worn together): "
              "semg, mask, glasses, hand, patch. \\[default: semg]")] = None,
@@ -634,6 +635,55 @@ def experiment_augmentation(
                                                 "mnist": str(mnist) if mnist else None})
     frame = run_augmentation(cfg, out, progress=not quiet)
     typer.echo(table_markdown(frame), nl=False)
+    typer.echo(f"table: {out / 'table.md'}; every run: {out / 'results.csv'}")
+
+
+@experiment_app.command("augmentation-faces")
+def experiment_augmentation_faces(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the benchmark, crops, runs and tables (a rerun "
+                                                          "continues what is unfinished).")],
+    photos: Annotated[Optional[Path], typer.Option(help="A labelled photo folder (labels.csv, e.g. "
+                                                        "../shared/data/faces): its photos without an emotion are "
+                                                        "the unlabelled pool.")] = None,
+    pool: Annotated[Optional[str], typer.Option(help="The unlabelled pool: photos (real, --photos) or benchmark "
+                                                     "(its other training frames). \\[default: photos]")] = None,
+    labelled: Annotated[Optional[int], typer.Option(help="Labelled training faces. \\[default: 750]")] = None,
+    extra: Annotated[Optional[int], typer.Option(help="Pooled, up-sampled or edited faces per labelled one. "
+                                                      "\\[default: 3]")] = None,
+    subjects: Annotated[Optional[int], typer.Option(help="Synthetic people. \\[default: 2]")] = None,
+    fraction: Annotated[Optional[float], typer.Option(help="Share of each recording's frames cropped. "
+                                                           "\\[default: 0.5]")] = None,
+    present_at: Annotated[Optional[float], typer.Option(help="An AU is present from this intensity on (truth and "
+                                                             "output). \\[default: 0.3]")] = None,
+    strategy: Annotated[Optional[list[str]], typer.Option(help="Strategy (repeatable): supervised, upsampling, "
+                                                               "pseudo-labels, manipulator. \\[default: all four]")
+                        ] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Runs per strategy. \\[default: 5]")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Classifier epochs at most (early stopping, patience "
+                                                           "20). \\[default: 1000]")] = None,
+    em_epochs: Annotated[Optional[int], typer.Option(help="The manipulator strategy's epochs at a constant rate. "
+                                                          "\\[default: 30]")] = None,
+    em_epochs_decay: Annotated[Optional[int], typer.Option(help="Then its epochs of linear decay. \\[default: 20]")
+                               ] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda. \\[default: auto]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with any of these options (and the rest of "
+                                                        "FaceAugmentationConfig's).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Seed 002's AU-classifier strategies on faces: labelled benchmark faces (AUs correlated as in life),
+    an unlabelled pool of real photos, tests on faces showing one AU at a time; F1 and false discovery rate beside
+    the seed's face tables."""
+    from unveil.experiments.augmentation import table_markdown
+    from unveil.experiments.augmentation_faces import FaceAugmentationConfig, SEED_FACE_TABLES, run_face_augmentation
+
+    cfg = _options(FaceAugmentationConfig, config, {
+        "photos": str(photos) if photos else None, "pool": pool, "labelled": labelled, "extra": extra,
+        "subjects": subjects, "fraction": fraction, "present_at": present_at, "strategies": strategy,
+        "seeds": seeds, "max_epochs": max_epochs, "em_epochs": em_epochs, "em_epochs_decay": em_epochs_decay,
+        "device": device})
+    frame = run_face_augmentation(cfg, out, progress=not quiet)
+    reference = {(cfg.labelled, cfg.pool, s): v for s, v in SEED_FACE_TABLES.items()}
+    typer.echo(table_markdown(frame, "FDR AU01-02 %", "pool", reference), nl=False)
     typer.echo(f"table: {out / 'table.md'}; every run: {out / 'results.csv'}")
 
 

@@ -29,7 +29,7 @@ from unveil.files import atomic_path, ensure_dir, write_text_atomic
 from unveil.progress import progress_bar
 from unveil.synth.face import SYNTH_AUS, Identity, expression_shape, sample_identity
 from unveil.synth.occluders import OCCLUDERS, PATCH_LEVELS, FaceFrame, Occluder, Paint, build_occluder
-from unveil.synth.protocols import PROTOCOLS, Timeline, build_timeline
+from unveil.synth.protocols import PROTOCOLS, TASKS, Timeline, build_timeline
 from unveil.synth.render import Look, Pose, draw_face, face_outline, light, sample_look
 
 MANIFEST_NAME = "manifest.yaml"
@@ -45,7 +45,8 @@ class SynthConfig(Config):
     normal_takes: int = Field(default=1, ge=0, le=20, description="Normal recordings per session.")
     occluded_takes: int = Field(default=2, ge=0, le=20, description="Occluded recordings per session.")
     tasks: list[str] = Field(default_factory=lambda: list(PROTOCOLS), min_length=1,
-                             description="Protocols to record: schaede, emotion, sentence.")
+                             description="Protocols to record: schaede, emotion, sentence (seed 000's), single_au "
+                                         "(each AU alone, for uncorrelated tests).")
     occluders: list[str] = Field(default_factory=lambda: ["semg"], min_length=1,
                                  description="Occluders worn in occluded takes; several are worn together.")
     size: int = Field(default=128, ge=64, le=512, description="Frame width and height in pixels (even).")
@@ -58,6 +59,7 @@ class SynthConfig(Config):
     schaede_repetitions: int = Field(default=3, ge=1, le=10)
     emotion_repetitions: int = Field(default=2, ge=1, le=10)
     sentence_repetitions: int = Field(default=5, ge=1, le=20)
+    single_au_repetitions: int = Field(default=2, ge=1, le=20)
     patch_level: int | None = Field(default=None, ge=1, le=len(PATCH_LEVELS),
                                      description="Coverage level 1-4 of the patch occluder; random if unset.")
 
@@ -72,8 +74,8 @@ class SynthConfig(Config):
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
         for task in tasks:
-            if task not in PROTOCOLS:
-                raise ValueError(f"'{task}' is not a task; choose from {', '.join(PROTOCOLS)}")
+            if task not in TASKS:
+                raise ValueError(f"'{task}' is not a task; choose from {', '.join(TASKS)}")
         return list(dict.fromkeys(tasks))
 
     @field_validator("occluders")
@@ -173,7 +175,7 @@ def render_recording(job: RecordingJob) -> Recording:
     cfg = job.config
     identity = subject_identity(cfg.seed, job.subject)
     look, base_pose = session_look(cfg, job.subject, job.session, identity)
-    task_index = PROTOCOLS.index(job.task)
+    task_index = TASKS.index(job.task)
     condition_index = 0 if job.condition == "normal" else 1
     rng = np.random.default_rng([cfg.seed, job.subject, job.session + 1, 2 + condition_index, job.take, task_index])
     timeline = build_timeline(job.task, cfg.fps, rng, cfg.repetitions(job.task))
@@ -316,7 +318,7 @@ def generate(config: SynthConfig, out: str | os.PathLike[str], *, workers: int |
                 advance(1)
         else:
             # Longest tasks first, so that no worker is left alone with a long recording at the end.
-            order = sorted(range(len(jobs)), key=lambda k: PROTOCOLS.index(jobs[k].task))
+            order = sorted(range(len(jobs)), key=lambda k: TASKS.index(jobs[k].task))
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(render_recording, jobs[k]): k for k in order}
                 for future in as_completed(futures):

@@ -1,5 +1,6 @@
 """Recording protocols of seed 000 as AU-intensity time lines: Schaede (eleven facial movements, three
-repetitions each), Emotion (EMFACS prototypes with neutral between) and Sentence (speech-like mouth movement).
+repetitions each), Emotion (EMFACS prototypes with neutral between) and Sentence (speech-like mouth movement);
+beyond the seed, Single AU (each AU alone: the uncorrelated faces an AU classifier is tested on, seed 002).
 
 Every call draws its own start delay, tempo, per-event timing and intensity variation and random blinks, so
 two recordings of the same protocol are never frame-aligned (the unpaired setting of the paper).
@@ -15,7 +16,13 @@ from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES
 from unveil.synth.face import SYNTH_AUS
 
+#: Seed 000's tasks, recorded by default.
 PROTOCOLS: tuple[str, ...] = ("schaede", "emotion", "sentence")
+#: Every task the generator can record: the seed's, then ``single_au``.
+TASKS: tuple[str, ...] = (*PROTOCOLS, "single_au")
+
+#: The apex of each AU in the ``single_au`` task (seed 002 activates one AU at a time at 0.7 on faces).
+SINGLE_AU_INTENSITY = 0.7
 
 #: The eleven Schaede movements as AU intensities. Seed 000 does not list them; this is the usual clinical
 #: set (FACS.md) and an approximation of the instruction video.
@@ -183,11 +190,22 @@ def sentence(fps: float, rng: np.random.Generator, repetitions: int = 5, blink_r
     return b.build(blink_rate)
 
 
+def single_au(fps: float, rng: np.random.Generator, repetitions: int = 2, blink_rate: float = 0.0) -> Timeline:
+    """Every synthesised AU alone (:data:`SYNTH_AUS`, apex :data:`SINGLE_AU_INTENSITY`), ``repetitions`` rounds in
+    a shuffled order, neutral between and no blinks: no frame shows two AUs, so a classifier that learnt AU6 from
+    smiles and calls it on a lone AU12 is caught (seed 002's uncorrelated test, on faces)."""
+    b = _Builder(fps, rng)
+    for _ in range(repetitions):
+        for au in rng.permutation(SYNTH_AUS):
+            b.event(f"AU{int(au):02d}", {int(au): SINGLE_AU_INTENSITY})
+    return b.build(blink_rate)
+
+
 def build_timeline(protocol: str, fps: float, rng: np.random.Generator, repetitions: int | None = None) -> Timeline:
-    """The time line of ``protocol`` (one of :data:`PROTOCOLS`) at ``fps``."""
-    builders = {"schaede": schaede, "emotion": emotion, "sentence": sentence}
+    """The time line of ``protocol`` (one of :data:`TASKS`) at ``fps``."""
+    builders = {"schaede": schaede, "emotion": emotion, "sentence": sentence, "single_au": single_au}
     if protocol not in builders:
-        raise UnveilError(f"Unknown task '{protocol}'; choose from {', '.join(PROTOCOLS)}.")
+        raise UnveilError(f"Unknown task '{protocol}'; choose from {', '.join(TASKS)}.")
     if repetitions is None:
         return builders[protocol](fps, rng)
     return builders[protocol](fps, rng, repetitions=repetitions)
