@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unveil.experiments.augmentation import LabelSpace, scores, training_rows
+from unveil.experiments.augmentation import LabelSpace, call_rates, scores, training_rows
 from unveil.experiments.augmentation_faces import FaceAugmentationConfig, face_space, run_face_augmentation
 
 
@@ -38,6 +38,16 @@ def test_scores_count_an_intensity_present_from_present_at() -> None:
     assert result["FDR_AU01"] == pytest.approx(50.0)  # the 0.29 is absent in truth: its 0.31 is a false call
     assert result["F1_AU01"] == pytest.approx(100 * 2 / 3) and result["F1_AU02"] == pytest.approx(100 * 2 / 3)
     assert result["FDR_pair"] == pytest.approx(50.0)
+
+
+def test_call_rates_say_which_au_is_called_beside_a_lone_one() -> None:
+    space = LabelSpace(("AU06", "AU12"), 64, present_at=0.3, binary=False, pair=("AU06", "AU12"))
+    truth = np.array([[0.0, 0.7], [0.0, 0.6], [0.0, 0.5], [0.7, 0.0], [0.5, 0.5], [0.0, 0.0], [0.1, 0.0]])
+    output = np.array([[0.4, 0.8], [0.0, 0.2], [0.5, 0.6], [0.9, 0.0], [0.9, 0.9], [0.0, 0.4], [0.0, 0.0]])
+    rates = call_rates(truth, output, space)
+    assert rates.loc["AU12"].tolist() == pytest.approx([2 / 3, 2 / 3])  # a lone smile read as a cheek raise twice
+    assert rates.loc["AU06"].tolist() == [1.0, 0.0]  # the row with both is in neither
+    assert rates.loc["none"].tolist() == [0.0, 0.5]  # 0.1 is below present_at: that face shows nothing
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +99,9 @@ def test_every_strategy_is_scored_beside_the_seed(experiment) -> None:  # noqa: 
     assert frame["F1"].between(0, 100).all() and {"FDR_pair", "F1_AU12", "FDR_AU06"} <= set(frame.columns)
     table = (folder / "table.md").read_text()
     assert "FDR AU01-02 %" in table and "| 15 | photos | supervised | 1 |" in table and "61.3 / 47.8" in table
+    calls = pd.read_csv(folder / "calls.csv", index_col=[0, 1])
+    assert set(calls.index.get_level_values(0)) == set(frame["strategy"]) and (folder / "calls.png").stat().st_size
+    assert np.nanmin(calls.to_numpy()) >= 0 and np.nanmax(calls.to_numpy()) <= 1  # NaN: no face shows it alone
 
 
 def test_the_photo_pool_without_photos_is_one_sentence(tmp_path: Path) -> None:

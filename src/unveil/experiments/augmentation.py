@@ -163,6 +163,39 @@ def scores(truth: np.ndarray, probability: np.ndarray, space: LabelSpace = GRID)
     return result
 
 
+def call_rates(truth: np.ndarray, outputs: np.ndarray, space: LabelSpace) -> pd.DataFrame:
+    """How often each label is called (output at or above ``present_at``) on the test images that show exactly one
+    label (rows: the label shown) or none (row ``none``): the diagonal is each label's recall, the rest the
+    correlations the classifier learnt (a 0.8 at AU12's row, AU06's column: a lone smile read as a cheek raise)."""
+    present = np.asarray(truth) >= space.present_at
+    called = np.asarray(outputs) >= space.present_at
+    rows = {}
+    for k, label in enumerate(space.columns):
+        alone = present[:, k] & (present.sum(axis=1) == 1)
+        rows[label] = called[alone].mean(axis=0) if alone.any() else np.full(len(space.columns), np.nan)
+    nothing = ~present.any(axis=1)
+    rows["none"] = called[nothing].mean(axis=0) if nothing.any() else np.full(len(space.columns), np.nan)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(space.columns))
+
+
+def plot_call_rates(rates: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
+    """One heat map of :func:`call_rates` per strategy, side by side (PNG, written atomically)."""
+    from unveil.evaluate.figures import _pyplot, _save
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(rates), figsize=(5.2 * len(rates), 5.0), squeeze=False)
+    for axis, (name, frame) in zip(axes[0], rates.items(), strict=True):
+        image = axis.imshow(frame.to_numpy(float), vmin=0, vmax=1, cmap="magma")
+        axis.set_xticks(range(frame.shape[1]), [c.removeprefix("AU") for c in frame.columns], fontsize=6, rotation=90)
+        axis.set_yticks(range(frame.shape[0]), [r.removeprefix("AU") for r in frame.index], fontsize=6)
+        axis.set_xlabel("AU called", fontsize=8)
+        axis.set_ylabel("AU shown alone", fontsize=8)
+        axis.set_title(name, fontsize=9)
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.7, label="share of the test images")
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
 def pseudo_labelled(table: pd.DataFrame, seed: int, extra: int, folder: Path, runs: Path, device: str,
                     space: LabelSpace = GRID) -> pd.DataFrame:
     """``extra`` x as many unlabelled images as labelled training ones, labelled by the supervised model of

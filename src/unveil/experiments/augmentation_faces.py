@@ -22,7 +22,8 @@ import pandas as pd
 from pydantic import Field
 
 from unveil.errors import UnveilError
-from unveil.experiments.augmentation import LabelSpace, StrategyOptions, run_strategies, table_markdown
+from unveil.experiments.augmentation import (LabelSpace, StrategyOptions, call_rates, plot_call_rates, predict,
+                                             run_strategies, table_markdown)
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 
 #: The seed's tables 14-17 on faces (F1 %, FDR %): its 60K labelled faces, AffectNet as the unlabelled pool.
@@ -120,4 +121,24 @@ def run_face_augmentation(config: FaceAugmentationConfig, out: str | os.PathLike
         frame.to_csv(tmp, index=False)
     reference = {(config.labelled, config.pool, s): v for s, v in SEED_FACE_TABLES.items()}
     write_text_atomic(folder / "table.md", table_markdown(frame, "FDR AU01-02 %", "pool", reference))
+    write_call_rates(table, folder, config, space)
     return frame
+
+
+def write_call_rates(table: pd.DataFrame, folder: Path, config: FaceAugmentationConfig, space: LabelSpace) -> None:
+    """``calls.csv`` and ``calls.png``: which AUs seed 0's model of each strategy calls on the faces that show one
+    AU alone (:func:`call_rates`)."""
+    test = table[table["split"] == "test"]
+    rates = {}
+    for strategy in config.strategies:
+        best = folder / "runs" / f"{strategy}-s0" / "checkpoints" / "best.safetensors"
+        if best.is_file():
+            outputs = predict(best, test, folder, config.device, space=space)
+            rates[strategy] = call_rates(test[list(space.columns)].to_numpy(), outputs, space)
+    if not rates:
+        return
+    long = pd.concat({name: frame for name, frame in rates.items()}, names=["strategy", "shown"])
+    with atomic_path(folder / "calls.csv") as tmp:
+        long.to_csv(tmp)
+    plot_call_rates(rates, folder / "calls.png", f"AUs called (>= {config.present_at:g}) on faces showing one AU "
+                                                  f"alone, seed 0, pool: {config.pool}")
