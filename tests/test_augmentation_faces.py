@@ -104,6 +104,14 @@ def test_every_strategy_is_scored_beside_the_seed(experiment) -> None:  # noqa: 
     assert np.nanmin(calls.to_numpy()) >= 0 and np.nanmax(calls.to_numpy()) <= 1  # NaN: no face shows it alone
 
 
+def test_a_rerun_with_other_data_options_is_refused(experiment) -> None:  # noqa: ANN001
+    from unveil.errors import UnveilError
+
+    folder, config, _ = experiment
+    with pytest.raises(UnveilError, match=r"\(labelled 15 -> 16\); give another --out"):
+        run_face_augmentation(config.model_copy(update={"labelled": 16}), folder, progress=False)
+
+
 def test_the_photo_pool_without_photos_is_one_sentence(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "unveil", "experiment", "augmentation-faces", "-o",
                              str(tmp_path / "x"), "--seeds", "1"], capture_output=True, text=True)

@@ -13,6 +13,7 @@ manipulator strategy edits neutral faces one AU at a time at ``activation`` (the
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,9 @@ SEED_FACE_TABLES: dict[str, tuple[float, float]] = {
 
 TEST_TASK = "single_au"
 DATA_NAME = "samples.parquet"
+#: The options that make the data; an OUT folder keeps them in data.json and refuses others.
+DATA_OPTIONS = ("subjects", "sessions", "frame_size", "fraction", "load_size", "labelled", "pool", "photos",
+                "data_seed")
 
 
 class FaceAugmentationConfig(StrategyOptions):
@@ -69,8 +73,12 @@ def face_data(out: Path, config: FaceAugmentationConfig, progress: bool = True) 
     from unveil.synth import SynthConfig, generate
     from unveil.synth.protocols import PROTOCOLS
 
-    path = out / DATA_NAME
+    path, options = out / DATA_NAME, {k: getattr(config, k) for k in DATA_OPTIONS}
     if path.is_file():
+        made = json.loads((out / "data.json").read_text())
+        if made != options:
+            changed = ", ".join(f"{k} {made.get(k)} -> {v}" for k, v in options.items() if made.get(k) != v)
+            raise UnveilError(f"{out} holds faces made with other options ({changed}); give another --out.")
         return pd.read_parquet(path)
     photos = None
     if config.pool == "photos":
@@ -102,6 +110,7 @@ def face_data(out: Path, config: FaceAugmentationConfig, progress: bool = True) 
         order = rng.permutation(len(real))  # the pool's first images are taken: a random share of the photos
         table = pd.concat([table, real.iloc[order].assign(image="photos/" + real["image"].iloc[order],
                                                           split="unlabelled")], ignore_index=True)
+    write_text_atomic(out / "data.json", json.dumps(options, indent=1))
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
     return table
