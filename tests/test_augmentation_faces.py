@@ -97,8 +97,10 @@ def test_every_strategy_is_scored_beside_the_seed(experiment) -> None:  # noqa: 
     folder, _, frame = experiment
     assert sorted(frame["strategy"]) == ["manipulator", "pseudo-labels", "supervised", "upsampling"]
     assert frame["F1"].between(0, 100).all() and {"FDR_pair", "F1_AU12", "FDR_AU06"} <= set(frame.columns)
+    assert frame["F1_val"].between(0, 100).all() and {"FDR_val", "FDR_pair_val"} <= set(frame.columns)
     table = (folder / "table.md").read_text()
-    assert "FDR AU01-02 %" in table and "| 15 | photos | supervised | 1 |" in table and "61.3 / 47.8" in table
+    assert "FDR AU01-02 %" in table and "validation F1 / FDR %" in table and "61.3 / 47.8" in table
+    assert "| 15 | photos | supervised | 1 |" in table
     calls = pd.read_csv(folder / "calls.csv", index_col=[0, 1])
     assert set(calls.index.get_level_values(0)) == set(frame["strategy"]) and (folder / "calls.png").stat().st_size
     assert np.nanmin(calls.to_numpy()) >= 0 and np.nanmax(calls.to_numpy()) <= 1  # NaN: no face shows it alone

@@ -13,6 +13,9 @@ table 1: MSE, RAdam, lr 1e-3, batch 100, up to 1,000 epochs, early stopping with
 grids; the best epoch is scored). The seed's network is not given; unveil's small CNN (``width``) stands in.
 Scores on the uncorrelated test set: F1 and false discovery rate per digit, their means, and the FDR of digits 2
 and 3 (the correlated pair).
+
+The strategies themselves (:func:`run_strategies`) know a data set only through its :class:`LabelSpace`;
+``augmentation_faces`` runs them on faces.
 """
 
 from __future__ import annotations
@@ -183,7 +186,8 @@ def plot_call_rates(rates: dict[str, pd.DataFrame], path: Path, title: str) -> P
     from unveil.evaluate.figures import _pyplot, _save
 
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(rates), figsize=(5.2 * len(rates), 5.0), squeeze=False)
+    figure, axes = plt.subplots(1, len(rates), figsize=(4.6 * len(rates) + 1.0, 5.0), squeeze=False,
+                                layout="constrained")
     for axis, (name, frame) in zip(axes[0], rates.items(), strict=True):
         image = axis.imshow(frame.to_numpy(float), vmin=0, vmax=1, cmap="magma")
         axis.set_xticks(range(frame.shape[1]), [c.removeprefix("AU") for c in frame.columns], fontsize=6, rotation=90)
@@ -303,10 +307,12 @@ def run_strategies(table: pd.DataFrame, folder: Path, config: StrategyOptions, s
                    progress: bool = True) -> list[dict]:
     """Every (strategy, seed) run on one data set (``table``'s images under ``folder``; splits train, val,
     unlabelled and test), each skipped when its ``scores.json`` exists (a rerun continues); one row of scores
-    on the test rows per run of ``config.strategies``."""
+    per run of ``config.strategies``: on the test rows, and (``*_val``) on the validation rows, which carry the
+    training data's correlations, so that the two side by side show what the correlations cost."""
     from unveil.train.loop import train
 
-    test = table[table["split"] == "test"]
+    test, val = table[table["split"] == "test"], table[table["split"] == "val"]
+    columns = list(space.columns)
     runs = folder / "runs"
     results = []
     for strategy in strategy_order(config.strategies):
@@ -322,12 +328,18 @@ def run_strategies(table: pd.DataFrame, folder: Path, config: StrategyOptions, s
                 result = train(samples, run, train_config(config, seed, space), progress=progress)
                 probability = predict(run / "checkpoints" / "best.safetensors", test, folder, config.device,
                                       space=space)
-                row = {"epochs": result.epochs, **scores(test[list(space.columns)].to_numpy(), probability, space)}
+                row = {"epochs": result.epochs, **scores(test[columns].to_numpy(), probability, space)}
                 write_text_atomic(done, json.dumps(row, indent=1))
                 samples.unlink()
             row = json.loads(done.read_text())
             if "FDR_2_3" in row:  # scores written before the pair had a general name
                 row["FDR_pair"] = row.pop("FDR_2_3")
+            if "F1_val" not in row and len(val):  # the same model on the correlated validation images
+                probability = predict(run / "checkpoints" / "best.safetensors", val, folder, config.device,
+                                      space=space)
+                found = scores(val[columns].to_numpy(), probability, space)
+                row.update({f"{k}_val": found[k] for k in ("F1", "FDR", "FDR_pair")})
+                write_text_atomic(done, json.dumps(row, indent=1))
             if strategy in config.strategies:
                 results.append({"strategy": strategy, "seed": seed, **row})
     return results
@@ -357,12 +369,15 @@ def table_markdown(frame: pd.DataFrame, pair: str = "FDR 2-3 %", second: str = "
     """Mean and standard deviation over seeds per (labelled, ``second``, strategy), beside the seed's numbers
     (``reference``, by (labelled, first word of ``second``, strategy); by default its grid tables)."""
     reference = SEED_TABLES if reference is None else reference
-    lines = [f"| labelled | {second} | strategy | runs | F1 % | FDR % | {pair} | epochs | seed 002 F1 / FDR % |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| labelled | {second} | strategy | runs | F1 % | FDR % | {pair} | epochs | validation F1 / FDR % "
+             "| seed 002 F1 / FDR % |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (size, noise, strategy), group in frame.groupby(["labelled", second, "strategy"], sort=False):
         seed = reference.get((int(size), str(noise).split()[0], str(strategy)))
         cells = [f"{group[k].mean():.1f} ± {group[k].std(ddof=1) if len(group) > 1 else 0:.1f}"
                  for k in ("F1", "FDR", "FDR_pair")]
+        correlated = (f"{group['F1_val'].mean():.1f} / {group['FDR_val'].mean():.1f}" if "F1_val" in group
+                      else "-")
         lines.append(f"| {size:,} | {noise} | {strategy} | {len(group)} | {' | '.join(cells)} | "
-                     f"{group['epochs'].mean():.0f} | {f'{seed[0]:.1f} / {seed[1]:.1f}' if seed else '-'} |")
+                     f"{group['epochs'].mean():.0f} | {correlated} | "
+                     f"{f'{seed[0]:.1f} / {seed[1]:.1f}' if seed else '-'} |")
     return "\n".join(lines) + "\n"
