@@ -75,7 +75,7 @@ def face_data(out: Path, config: FaceAugmentationConfig, progress: bool = True) 
 
     path, options = out / DATA_NAME, {k: getattr(config, k) for k in DATA_OPTIONS}
     if path.is_file():
-        made = json.loads((out / "data.json").read_text())
+        made = json.loads((out / "data.json").read_text()) if (out / "data.json").is_file() else {}
         if made != options:
             changed = ", ".join(f"{k} {made.get(k)} -> {v}" for k, v in options.items() if made.get(k) != v)
             raise UnveilError(f"{out} holds faces made with other options ({changed}); give another --out.")
