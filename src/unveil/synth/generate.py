@@ -169,15 +169,25 @@ def gaze_path(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(gaze, (1, 5), 0) if n >= 5 else gaze
 
 
+def recording_rng(job: RecordingJob) -> np.random.Generator:
+    """The recording's own random stream: its time line first, then head motion, gaze, noise and occluders."""
+    condition_index = 0 if job.condition == "normal" else 1
+    return np.random.default_rng([job.config.seed, job.subject, job.session + 1, 2 + condition_index, job.take,
+                                  TASKS.index(job.task)])
+
+
+def recording_frames(job: RecordingJob) -> int:
+    """How many frames the recording will have (its time line alone, drawn as :func:`render_recording` draws it)."""
+    return build_timeline(job.task, job.config.fps, recording_rng(job), job.config.repetitions(job.task)).n_frames
+
+
 def render_recording(job: RecordingJob) -> Recording:
     """Render, encode and tabulate one recording; returns its manifest entry. Runs in a worker process."""
     cv2.setNumThreads(1)
     cfg = job.config
     identity = subject_identity(cfg.seed, job.subject)
     look, base_pose = session_look(cfg, job.subject, job.session, identity)
-    task_index = TASKS.index(job.task)
-    condition_index = 0 if job.condition == "normal" else 1
-    rng = np.random.default_rng([cfg.seed, job.subject, job.session + 1, 2 + condition_index, job.take, task_index])
+    rng = recording_rng(job)
     timeline = build_timeline(job.task, cfg.fps, rng, cfg.repetitions(job.task))
     n = timeline.n_frames
     poses = head_motion(base_pose, n, cfg.fps, cfg.size, rng)
@@ -317,8 +327,8 @@ def generate(config: SynthConfig, out: str | os.PathLike[str], *, workers: int |
                 results[k] = render_recording(job)
                 advance(1)
         else:
-            # Longest tasks first, so that no worker is left alone with a long recording at the end.
-            order = sorted(range(len(jobs)), key=lambda k: TASKS.index(jobs[k].task))
+            # Longest recordings first, so that no worker is left alone with a long one at the end.
+            order = sorted(range(len(jobs)), key=lambda k: -recording_frames(jobs[k]))
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(render_recording, jobs[k]): k for k in order}
                 for future in as_completed(futures):
