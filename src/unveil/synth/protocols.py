@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unveil.errors import UnveilError
-from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES
+from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES, au_column
 from unveil.synth.face import SYNTH_AUS
 
 #: Seed 000's tasks, recorded by default.
@@ -197,7 +197,7 @@ def single_au(fps: float, rng: np.random.Generator, repetitions: int = 2, blink_
     b = _Builder(fps, rng)
     for _ in range(repetitions):
         for au in rng.permutation(SYNTH_AUS):
-            b.event(f"AU{int(au):02d}", {int(au): SINGLE_AU_INTENSITY})
+            b.event(au_column(int(au)), {int(au): SINGLE_AU_INTENSITY})
     return b.build(blink_rate)
 
 
