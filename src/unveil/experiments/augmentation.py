@@ -312,33 +312,35 @@ def run_strategies(table: pd.DataFrame, folder: Path, config: StrategyOptions, s
     from unveil.train.loop import train
 
     test, val = table[table["split"] == "test"], table[table["split"] == "val"]
-    columns = list(space.columns)
     runs = folder / "runs"
+
+    def scored(run: Path, rows: pd.DataFrame) -> dict[str, float]:
+        probability = predict(run / "checkpoints" / "best.safetensors", rows, folder, config.device, space=space)
+        return scores(rows[list(space.columns)].to_numpy(), probability, space)
+
     results = []
     for strategy in strategy_order(config.strategies):
         for seed in range(config.seeds):
             run = runs / f"{strategy}-s{seed}"
             done = run / "scores.json"
-            if not done.is_file():
+            stored = json.loads(done.read_text()) if done.is_file() else None
+            if stored is None:
                 rows = training_rows(table, strategy, seed, config.extra, folder, runs, config.device, config,
                                      progress, space)
                 samples = folder / f"samples-{strategy}-s{seed}.parquet"
                 with atomic_path(samples) as tmp:
                     rows.to_parquet(tmp, index=False)
                 result = train(samples, run, train_config(config, seed, space), progress=progress)
-                probability = predict(run / "checkpoints" / "best.safetensors", test, folder, config.device,
-                                      space=space)
-                row = {"epochs": result.epochs, **scores(test[columns].to_numpy(), probability, space)}
-                write_text_atomic(done, json.dumps(row, indent=1))
                 samples.unlink()
-            row = json.loads(done.read_text())
+                row = {"epochs": result.epochs, **scored(run, test)}
+            else:
+                row = dict(stored)
             if "FDR_2_3" in row:  # scores written before the pair had a general name
                 row["FDR_pair"] = row.pop("FDR_2_3")
             if "F1_val" not in row and len(val):  # the same model on the correlated validation images
-                probability = predict(run / "checkpoints" / "best.safetensors", val, folder, config.device,
-                                      space=space)
-                found = scores(val[columns].to_numpy(), probability, space)
+                found = scored(run, val)
                 row.update({f"{k}_val": found[k] for k in ("F1", "FDR", "FDR_pair")})
+            if row != stored:
                 write_text_atomic(done, json.dumps(row, indent=1))
             if strategy in config.strategies:
                 results.append({"strategy": strategy, "seed": seed, **row})
