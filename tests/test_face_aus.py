@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unveil.facs import LANDMARK_GROUPS, au_column
+from unveil.facs import LANDMARK_GROUPS, au_column, au_columns
 from unveil.synth.face import SYNTH_AUS, TEMPLATE, expression_shape, sample_identity
 from unveil.synth.generate import RecordingJob, render_recording
 from unveil.synth.protocols import SCHAEDE_MOVEMENTS
@@ -69,6 +69,12 @@ DIRECTION = {
     26: lambda n, e: e[8, 1] > n[8, 1] + 0.1 and _lip_gap(e) > _lip_gap(n) + 0.1,
     34: lambda n, e: e[13, 0] - e[3, 0] > n[13, 0] - n[3, 0] + 0.08,
 }
+
+
+def test_au_columns_are_intensities_only() -> None:
+    """OpenFace's ``AU12_r`` / ``AU12_c`` and a score named ``AUC`` are not AU intensity columns; order is kept."""
+    columns = ["frame", "AU12", "AU12_c", "AU12_r", "AUC", "AU01", "happiness", "AU"]
+    assert au_columns(columns) == ["AU12", "AU01"]
 
 
 def test_every_synthetic_au_is_specified() -> None:

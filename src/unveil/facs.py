@@ -6,12 +6,18 @@ scheme, 0-based as dlib gives them ("right" is the subject's right, on the image
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import MappingProxyType
 
 
 def au_column(number: int) -> str:
     """Table column of an Action Unit: ``au_column(1) == "AU01"``."""
     return f"AU{number:02d}"
+
+
+def au_columns(columns: Iterable[str]) -> list[str]:
+    """The Action Unit columns among ``columns`` (``AU01``, ``AU12`` ...; not ``AU12_c`` or ``AUC``), in order."""
+    return [c for c in columns if c.startswith("AU") and c[2:].isdigit()]
 
 
 AU_NAMES: MappingProxyType[int, str] = MappingProxyType(

@@ -20,6 +20,7 @@ from unveil.analysis.base import FrameResult
 from unveil.analysis.geometry import align
 from unveil.analysis.landmark import Box4, LandmarkAnalyzer
 from unveil.errors import UnveilError
+from unveil.facs import au_columns
 from unveil.files import atomic_path
 
 
@@ -169,7 +170,7 @@ def train_forest(samples: str | os.PathLike[str], out: str | os.PathLike[str], *
     from unveil.progress import progress_bar
 
     table, root = load_samples(samples)
-    outputs = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    outputs = au_columns(table.columns)
     if not outputs:
         raise UnveilError(f"{samples} holds no AU labels (columns AU01, ...); the forest needs labelled frames.")
     rows = select(table, {"condition": condition})

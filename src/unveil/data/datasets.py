@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unveil.errors import UnveilError
+from unveil.facs import au_columns
 
 
 #: The reference CycleGAN code's ``--preprocess`` choices.
@@ -227,7 +228,7 @@ def emotion_names(table: pd.DataFrame, tasks: Sequence[str] = ("emotion",),
 
 def au_label_columns(table: pd.DataFrame) -> list[str]:
     """The AU columns (``AU01`` ...) that carry labels varying over ``table``."""
-    columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    columns = au_columns(table.columns)
     return [c for c in columns if table[c].notna().any() and float(table[c].std()) > 0]
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from unveil.data.manifest import Manifest, Recording
 from unveil.errors import UnveilError
-from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES
+from unveil.facs import BASIC_EMOTIONS, EMOTION_PROTOTYPES, au_columns
 from unveil.metrics.bootstrap import hierarchical_weights, percentile_interval
 
 Calibration = Literal["subject", "pooled", "none"]
@@ -152,8 +152,7 @@ def expression_fidelity(analyzer: str, manifest: Manifest, tables: Mapping[str, 
         return None
     truths = {r.id: read_truth(manifest, r) for r in occluded}
     first = tables[f"{occluded[0].id}.S"]
-    aus = [c for c in first.columns if c.startswith("AU") and c[2:].isdigit() and c in truths[occluded[0].id]
-           and c not in options.exclude]
+    aus = [c for c in au_columns(first.columns) if c in truths[occluded[0].id] and c not in options.exclude]
     emotions = [c for c in first.columns if c in EMOTION_PROTOTYPES]
     normal = [(r.subject, _joined(tables[f"{r.id}.N"], read_truth(manifest, r), aus)) for r in manifest.recordings
               if r.condition == "normal" and r.frames and f"{r.id}.N" in tables]

@@ -217,10 +217,10 @@ SIGNAL_GROUPS = ("au", "emotion")
 
 def signal_group(table: pd.DataFrame, group: str, exclude: list[str]) -> list[str]:
     """The columns of ``group`` in a time-series table: AU columns, or emotion probabilities."""
-    from unveil.facs import EMOTION_PROTOTYPES
+    from unveil.facs import EMOTION_PROTOTYPES, au_columns
 
     if group == "au":
-        columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+        columns = au_columns(table.columns)
     else:
         columns = [c for c in table.columns if c in EMOTION_PROTOTYPES]
     return [c for c in columns if c not in exclude]

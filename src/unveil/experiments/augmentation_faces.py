@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from unveil.errors import UnveilError
+from unveil.facs import au_columns
 from unveil.experiments.augmentation import (LabelSpace, StrategyOptions, call_rates, plot_call_rates, predict,
                                              run_strategies, table_markdown)
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
@@ -122,7 +123,7 @@ def run_face_augmentation(config: FaceAugmentationConfig, out: str | os.PathLike
     scores per run, also OUT/results.csv, and OUT/table.md (means and spreads beside the seed's face tables)."""
     folder = ensure_dir(out)
     table = face_data(folder, config, progress)
-    columns = [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    columns = au_columns(table.columns)
     space = face_space(columns, config)
     rows = run_strategies(table, folder, config, space, progress)
     frame = pd.DataFrame([{"labelled": config.labelled, "pool": config.pool, **row} for row in rows])
