@@ -41,7 +41,7 @@ def main() -> None:
     fill = ExemplarFill(bank, args.k)
     fill.neighbours(crops[:1], masks[:1])  # the bank's float copy is made once
     start = time.perf_counter()
-    index, _ = fill.neighbours(crops, masks)
+    index = fill.neighbours(crops, masks)[0][:, 0]  # the whole-face region
     ours = time.perf_counter() - start
     start = time.perf_counter()
     plain = plain_nearest(bank.numpy().astype(np.float64) / 255, (crops.numpy() + 1) / 2, masks[:, 0].numpy() < 0.5,

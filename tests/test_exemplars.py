@@ -50,15 +50,68 @@ def test_neighbours_and_weights_match_a_brute_force_computation() -> None:
     crops = torch.rand(3, 3, 16, 16) * 2 - 1
     masks = (torch.rand(3, 1, 16, 16) < 0.4).float()
     index, weight = ExemplarFill(bank, k=5).neighbours(crops, masks)
+    assert index.shape == weight.shape == (3, 1, 5)  # one region: the whole face
     for i in range(3):
         d = _brute_force(bank.numpy(), crops[i].numpy(), masks[i, 0].numpy() > 0.5)
         order = np.argsort(d)[:5]
-        assert index[i].tolist() == order.tolist()
+        assert index[i, 0].tolist() == order.tolist()
         expected = np.exp(-d[order] / d[order[0]])
-        np.testing.assert_allclose(weight[i].numpy(), expected / expected.sum(), rtol=1e-4)
+        np.testing.assert_allclose(weight[i, 0].numpy(), expected / expected.sum(), rtol=1e-4)
     fill = ExemplarFill(bank, k=5)(crops, masks)
-    by_hand = (bank[index].float().div(127.5).sub(1) * weight[..., None, None, None]).sum(1)
+    by_hand = (bank[index[:, 0]].float().div(127.5).sub(1) * weight[:, 0, :, None, None, None]).sum(1)
     assert torch.allclose(fill, by_hand, atol=1e-5) and fill.min() >= -1 and fill.max() <= 1
+
+
+def _gaussian_regions(regions: int, side: int) -> np.ndarray:
+    """(regions^2, side, side): exp(-d^2 / 2 cell^2) around each cell's centre, d the distance in pixels (numpy)."""
+    cell = side / regions
+    y, x = np.mgrid[0:side, 0:side] + 0.5
+    centres = [((i + 0.5) * cell, (j + 0.5) * cell) for i in range(regions) for j in range(regions)]
+    return np.stack([np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * cell ** 2)) for cy, cx in centres])
+
+
+def test_regional_neighbours_match_a_brute_force_weighted_distance() -> None:
+    bank, side, regions = _bank(30, 16, seed=2), 16, 4
+    crops = torch.rand(2, 3, side, side) * 2 - 1
+    masks = (torch.rand(2, 1, side, side) < 0.5).float()
+    index, weight = ExemplarFill(bank, k=3, regions=regions).neighbours(crops, masks)
+    assert index.shape == (2, regions * regions, 3)
+    spatial = _gaussian_regions(regions, side)
+    for i in range(2):
+        visible = masks[i, 0].numpy() < 0.5
+        squared = ((bank.numpy().astype(float) / 255 - (crops[i].numpy() + 1) / 2) ** 2).sum(1)  # (N, s, s)
+        for r in range(regions * regions):
+            w = spatial[r] * visible
+            d = (squared * w).sum((1, 2)) / (3 * w.sum())
+            order = np.argsort(d)[:3]
+            assert index[i, r].tolist() == order.tolist()
+            expected = np.exp(-d[order] / d[order[0]])
+            np.testing.assert_allclose(weight[i, r].numpy(), expected / expected.sum(), rtol=1e-4)
+
+
+def test_regions_take_the_mouth_from_the_frame_whose_visible_lips_match() -> None:
+    """The upper ten rows show bank crop 1, the two rows at the bottom crop 3, the four between are hidden. Over the
+    whole face crop 1 is nearest (ten matching rows against two) and fills everything; by regions, the bottom row of
+    regions takes crop 3 and the fill of the hidden rows next to it moves towards crop 3."""
+    side = 16
+    bank = _bank(6, side, seed=4)
+    upper, lower = bank[1].float().div(127.5).sub(1), bank[3].float().div(127.5).sub(1)
+    crop = upper.clone()[None]
+    crop[..., 14:, :] = lower[:, 14:, :]
+    mask = torch.zeros(1, 1, side, side)
+    mask[..., 10:14, :] = 1
+    crop = torch.where(mask.bool(), torch.ones_like(crop), crop)  # a white cable over rows 10-13
+    whole = ExemplarFill(bank, k=1)
+    assert whole.neighbours(crop, mask)[0].flatten().tolist() == [1]
+    assert torch.allclose(whole(crop, mask)[0], upper, atol=1e-6)
+    regional = ExemplarFill(bank, k=1, regions=4)
+    index = regional.neighbours(crop, mask)[0].reshape(4, 4)
+    assert index[0].tolist() == [1] * 4 and index[3].tolist() == [3] * 4  # top row of regions: 1; bottom row: 3
+    fill = regional(crop, mask)[0]
+    row = 13  # the hidden row next to the visible lips
+    assert (fill[:, row] - lower[:, row]).abs().mean() < (fill[:, row] - upper[:, row]).abs().mean()
+    with pytest.raises(ValueError, match="regions"):
+        ExemplarFill(bank, k=1, regions=0)
 
 
 class _Segmenter(torch.nn.Module):

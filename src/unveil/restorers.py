@@ -166,8 +166,9 @@ class MaskAwareRestorer:
                                   f"({sum(p.numel() for p in g.M.parameters()) / 1e6:.2f} M)")
         composite = ", composited into the visible pixels" if g.composite and g.mask_input != "none" else ""
         if g.E is not None:
+            regions = f", found per cell of a {g.E.regions} x {g.E.regions} grid" if g.E.regions > 1 else ""
             composite += (f"; hidden pixels filled from the {g.E.k} nearest of {len(g.E.images)} clean training "
-                          "crops (exemplars)")
+                          f"crops (exemplars{regions})")
             if g.checks_exemplars:
                 composite += f", a marked pixel kept where it matches them to within {g.exemplar_check:.0%}"
         return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "

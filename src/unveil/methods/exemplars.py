@@ -28,11 +28,13 @@ class ExemplarFill(nn.Module):
     """Fills the hidden pixels from the ``k`` clean crops nearest by the visible ones; ``images`` is the bank, uint8
     (N, 3, S, S). Weights: exp(-d / d_1), d the mean squared difference over visible pixels and d_1 the nearest's."""
 
-    def __init__(self, images: torch.Tensor, k: int) -> None:
+    def __init__(self, images: torch.Tensor, k: int, regions: int = 1) -> None:
         super().__init__()
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or not len(images):
             raise ValueError("the exemplar bank is a non-empty uint8 tensor (N, 3, S, S)")
-        self.k = int(k)
+        if regions < 1:
+            raise ValueError("regions is the side of the grid of retrieval regions, at least 1")
+        self.k, self.regions = int(k), int(regions)
         self.register_buffer("images", images)
         self._small: torch.Tensor | None = None
 
@@ -50,30 +52,58 @@ class ExemplarFill(nn.Module):
         return self._small
 
     def neighbours(self, a: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices (B, k) of the nearest bank crops to each of ``a`` (B, 3, S, S) in [-1, 1] over its visible pixels
-        (``mask`` (B, 1, S, S) below 0.5), and their weights (B, k), summing to 1."""
+        """Indices (B, R, k) of the nearest bank crops to each of ``a`` (B, 3, S, S) in [-1, 1] over its visible
+        pixels (``mask`` (B, 1, S, S) below 0.5), for each of the R = regions^2 retrieval regions, and their weights
+        (B, R, k), summing to 1. A region's distance weighs the visible pixels by :func:`region_weights`."""
         bank = self._retrieval_images()
         x, visible = a.float().add(1).div(2), (mask.float() < 0.5).float()
         if a.shape[-1] > RETRIEVAL_SIDE:
             x = nn.functional.interpolate(x, size=RETRIEVAL_SIDE, mode="area")
             visible = (nn.functional.interpolate(visible, size=RETRIEVAL_SIDE, mode="area") > 0.999).float()
-        visible = visible.expand_as(x).flatten(1)
-        x = x.flatten(1)
-        # sum over visible pixels of (bank - x)^2 = bank^2 . v - 2 bank . (v x) + (v x) . x, for every pair at once
-        sums = (bank * bank) @ visible.T - 2 * bank @ (visible * x).T + (visible * x * x).sum(1)
-        distance = (sums / visible.sum(1).clamp(min=1)).T.clamp(min=0)  # (B, N)
+        regions = region_weights(self.regions, x.shape[-1], x.device)  # (R, s, s)
+        weights = (visible * regions[None]).unsqueeze(2).expand(-1, -1, 3, -1, -1)  # (B, R, 3, s, s)
+        b, r = weights.shape[:2]
+        weights = weights.reshape(b * r, -1)
+        x = x.unsqueeze(1).expand(-1, r, -1, -1, -1).reshape(b * r, -1)
+        # weighted sum over pixels of (bank - x)^2 = bank^2 . w - 2 bank . (w x) + (w x) . x, for every pair at once
+        sums = (bank * bank) @ weights.T - 2 * bank @ (weights * x).T + (weights * x * x).sum(1)
+        distance = (sums / weights.sum(1).clamp(min=1e-6)).T.clamp(min=0)  # (B * R, N)
         k = min(self.k, distance.shape[1])
         nearest = torch.topk(distance, k, dim=1, largest=False)
         scale = nearest.values[:, :1].clamp(min=1e-6)
-        return nearest.indices, torch.softmax(-nearest.values / scale, dim=1)
+        weight = torch.softmax(-nearest.values / scale, dim=1)
+        return nearest.indices.reshape(b, r, k), weight.reshape(b, r, k)
 
     def forward(self, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The exemplar fill of ``a`` (B, 3, S, S) in [-1, 1]: the weighted mean of its neighbours, in [-1, 1]."""
+        """The exemplar fill of ``a`` (B, 3, S, S) in [-1, 1]: per region the weighted mean of its neighbours,
+        regions blended by :func:`region_weights`; in [-1, 1]."""
         if a.shape[-2:] != self.images.shape[-2:]:
             raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
         index, weight = self.neighbours(a, mask)
-        chosen = self.images[index].float().div(127.5).sub(1)  # (B, k, 3, S, S)
-        return (chosen * weight[..., None, None, None]).sum(1).to(a.dtype)
+        blend = region_weights(self.regions, self.side, a.device)  # (R, S, S)
+        blend = blend / blend.sum(0, keepdim=True)
+        fill = torch.zeros(a.shape, dtype=torch.float32, device=a.device)
+        for region in range(index.shape[1]):  # one region at a time: B x k crops in memory, not B x R x k
+            chosen = self.images[index[:, region]].float().div(127.5).sub(1)  # (B, k, 3, S, S)
+            fill += (chosen * weight[:, region, :, None, None, None]).sum(1) * blend[region]
+        return fill.to(a.dtype)
+
+
+def region_weights(regions: int, side: int, device: torch.device | None = None) -> torch.Tensor:
+    """(regions^2, side, side) spatial weights of a grid of retrieval regions: a Gaussian around each cell's centre,
+    sigma one cell wide, so that a region mostly hidden still has visible pixels a little farther out to match by.
+    One region weighs every pixel 1 (the whole-face retrieval).
+
+    Why regions: matched over the whole face, the neighbours are the frames whose eyes and brows match (the upper
+    face is most of what sensors leave visible), and their mouths need not (Schaede's exercises move one part of the
+    face at a time); matched around the mouth, the lips showing between the cables choose the mouth."""
+    if regions == 1:
+        return torch.ones(1, side, side, device=device)
+    cell = side / regions
+    centres = (torch.arange(regions, device=device, dtype=torch.float32) + 0.5) * cell
+    grid = torch.arange(side, device=device, dtype=torch.float32) + 0.5
+    along = torch.exp(-0.5 * ((grid[None] - centres[:, None]) / cell) ** 2)  # (regions, side)
+    return (along[:, None, :, None] * along[None, :, None, :]).reshape(regions * regions, side, side)
 
 
 def checked_mask(a: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, threshold: float) -> torch.Tensor:

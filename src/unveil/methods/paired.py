@@ -84,6 +84,9 @@ class MaskOptions(Config):
                                   "own clean face says it is visible otherwise); 0: the network's soft mask.")
     exemplar_bank: int = Field(default=1000, ge=1, description="The most clean training crops the checkpoint keeps "
                                "for the exemplar fill (evenly spaced; 1000 crops are 12 MB at 64 px, 197 MB at 256).")
+    exemplar_regions: int = Field(default=1, ge=1, le=16, description="With exemplars: neighbours are found for "
+                                  "each cell of an R x R grid, by the visible pixels around it (Gaussian, one cell "
+                                  "wide), and the fills blended; 1: one set of neighbours by the whole face.")
 
     @model_validator(mode="after")
     def _exemplars_need_a_mask(self) -> MaskOptions:
@@ -188,13 +191,16 @@ def exemplar_fill(options: MaskOptions, data: PairedData, root: Path) -> Exempla
     if not options.exemplars:
         return None
     paths = data.clean_rows["clean" if data.given else "image"]
-    return ExemplarFill(load_bank(root, paths.tolist(), data.face_size, options.exemplar_bank), options.exemplars)
+    return ExemplarFill(load_bank(root, paths.tolist(), data.face_size, options.exemplar_bank), options.exemplars,
+                        options.exemplar_regions)
 
 
 def saved_exemplars(options: MaskOptions, state: dict[str, torch.Tensor]) -> ExemplarFill | None:
     """The exemplar bank kept in a checkpoint's network state (``E.images``), or None."""
     images = state.get("E.images")
-    return None if images is None or not options.exemplars else ExemplarFill(images, options.exemplars)
+    if images is None or not options.exemplars:
+        return None
+    return ExemplarFill(images, options.exemplars, options.exemplar_regions)
 
 
 def load_paired_state(model: nn.Module, saved: Checkpoint) -> int:
