@@ -4,6 +4,7 @@ of the README's exemplar-check table.
     python benchmarks/demo_masks.py demo-output OUT --exemplar-check 0.08 --composite restorer
     python benchmarks/demo_masks.py demo-output OUT --exemplar-check 0 --composite none     # the demo before
     python benchmarks/demo_masks.py demo-output OUT --true-crop-mask --composite restorer  # a measurement only
+    python benchmarks/demo_masks.py demo-output OUT --exemplar-regions 8   # neighbours per cell of an 8 x 8 grid
 
 ``--true-crop-mask`` gives each crop the benchmark's true sensor mask (grown one pixel, as the segmentation
 network's target is) instead of the network's; outside the face box the network still finds the cables.
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--exemplar-check", type=float, default=0.08)
     parser.add_argument("--composite", default="restorer", choices=["none", "restorer", "difference"])
     parser.add_argument("--true-crop-mask", action="store_true")
+    parser.add_argument("--exemplar-regions", type=int, default=None,
+                        help="the exemplar fill's grid of retrieval regions (default: the checkpoint's)")
     args = parser.parse_args()
 
     import unveil.restore as restoring
@@ -40,6 +43,8 @@ def main() -> None:
     def restore(restorer, source, target, **options):  # noqa: ANN001, ANN003, ANN202 - restore's own arguments
         generator = restorer.generator
         generator.exemplar_check = args.exemplar_check
+        if args.exemplar_regions is not None and generator.E is not None:
+            generator.E.regions = args.exemplar_regions
         if args.true_crop_mask:
             generator.mask_input, generator.grow = "given", 1
             options["mask"] = masks[str(source)]
