@@ -23,9 +23,9 @@ import pandas as pd
 from pydantic import Field
 
 from unveil.errors import UnveilError
-from unveil.facs import au_columns
 from unveil.experiments.augmentation import (LabelSpace, StrategyOptions, call_rates, plot_call_rates, predict,
                                              run_strategies, table_markdown)
+from unveil.facs import au_columns
 from unveil.files import atomic_path, ensure_dir, write_text_atomic
 
 #: The seed's tables 14-17 on faces (F1 %, FDR %): its 60K labelled faces, AffectNet as the unlabelled pool.
