@@ -17,8 +17,9 @@ from unveil.synth import SynthConfig
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_restores_towards_the_hidden_face(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    # The demo's own settings, shrunk: one repetition of each task, one sensor take, 1 + 1 epochs of each model.
-    monkeypatch.setattr(demo, "DEMO_SYNTH", SynthConfig(subjects=2, sessions=2, occluded_takes=1, size=96,
+    # The demo's own settings, shrunk: one repetition of each task at 5 frames a second, one sensor take, 1 + 1
+    # epochs of each model (about 2 minutes on 2 cores).
+    monkeypatch.setattr(demo, "DEMO_SYNTH", SynthConfig(subjects=2, sessions=2, occluded_takes=1, size=96, fps=5,
                                                          tasks=["schaede", "emotion"], schaede_repetitions=1,
                                                          emotion_repetitions=1))
     monkeypatch.setattr(demo, "DEMO_TRAIN", demo.DEMO_TRAIN.model_copy(update={"n_epochs": 1, "n_epochs_decay": 1}))
