@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from unveil.errors import UnveilError
+from unveil.facs import au_columns
 
 PYFEAT_EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 
@@ -90,7 +91,8 @@ def fex_to_timeseries(fex: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
     found = score > 0
     table = pd.DataFrame({"frame": frame, "time": times[np.clip(frame, 0, len(times) - 1)], "face_found": found,
                           "confidence": np.where(found, score, 0.0)})
+    aus = set(au_columns(fex.columns))
     for column in fex.columns:
-        if (column.startswith("AU") and column[2:].isdigit()) or column in PYFEAT_EMOTIONS:
+        if column in aus or column in PYFEAT_EMOTIONS:
             table[column] = np.where(found, fex[column].to_numpy(dtype=np.float64), np.nan)
     return table
