@@ -26,7 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("demo", type=Path, help="a finished 'unveil demo' output folder")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--exemplar-check", type=float, default=0.08)
+    parser.add_argument("--exemplar-check", type=float, default=None,
+                        help="the exemplar check's threshold (default: the checkpoint's)")
+    parser.add_argument("--exemplar-check-by", choices=["bank", "fill"], default=None,
+                        help="what a marked pixel is compared with (default: the checkpoint's)")
     parser.add_argument("--composite", default="restorer", choices=["none", "restorer", "difference"])
     parser.add_argument("--true-crop-mask", action="store_true")
     parser.add_argument("--exemplar-regions", type=int, default=None,
@@ -42,7 +45,10 @@ def main() -> None:
 
     def restore(restorer, source, target, **options):  # noqa: ANN001, ANN003, ANN202 - restore's own arguments
         generator = restorer.generator
-        generator.exemplar_check = args.exemplar_check
+        if args.exemplar_check is not None:
+            generator.exemplar_check = args.exemplar_check
+        if args.exemplar_check_by is not None:
+            generator.exemplar_check_by = args.exemplar_check_by
         if args.exemplar_regions is not None and generator.E is not None:
             generator.E.regions = args.exemplar_regions
         if args.true_crop_mask:

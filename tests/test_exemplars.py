@@ -125,7 +125,8 @@ class _Segmenter(torch.nn.Module):
         return self.logits.expand(len(x), -1, -1, -1)
 
 
-def test_the_exemplar_check_keeps_what_matches_the_clean_face_and_hides_the_occluder() -> None:
+@pytest.mark.parametrize("check_by", ["fill", "bank"])
+def test_the_exemplar_check_keeps_what_matches_the_clean_face_and_hides_the_occluder(check_by: str) -> None:
     # The person's clean faces in [0, 0.5]; the occluder is white, so it differs from them by at least a quarter of
     # the range. The network over-marks (the occluder band and a visible band below it) and leaves a 0.2 haze on
     # every other pixel, as the demo's networks do on the benchmark's real sensors.
@@ -140,8 +141,8 @@ def test_the_exemplar_check_keeps_what_matches_the_clean_face_and_hides_the_occl
     segmenter = _Segmenter(torch.logit(probability))
     fill = ExemplarFill(bank, k=1)
     soft = MaskAwareGenerator(_Constant(), segmenter, MaskOptions(mask_input="predicted"), fill)
-    checked = MaskAwareGenerator(_Constant(), segmenter, MaskOptions(mask_input="predicted", exemplar_check=0.04),
-                                 fill)
+    options = MaskOptions(mask_input="predicted", exemplar_check=0.04, exemplar_check_by=check_by, mask_grow=0)
+    checked = MaskAwareGenerator(_Constant(), segmenter, options, fill)
     result = restore_as_inference(checked, crop, None)
     assert torch.equal(result.mask.bool(), occluder)  # exactly the occluder: over-marking and haze gone
     hidden = occluder.expand_as(crop)
@@ -149,8 +150,58 @@ def test_the_exemplar_check_keeps_what_matches_the_clean_face_and_hides_the_occl
     assert torch.allclose(result.out[hidden], truth[None][hidden], atol=1e-6)  # the occluder: the hidden face
     hazy = restore_as_inference(soft, crop, None)  # without the check the visible pixels are blended
     assert not torch.equal(hazy.out[~hidden], crop[~hidden])
+    grown = MaskAwareGenerator(_Constant(), segmenter, options.model_copy(update={"mask_grow": 1}), fill)
+    ring = torch.zeros_like(occluder)
+    ring[..., 2:7, :] = True  # checked against the bank, the mask is grown by mask_grow; against the fill, not
+    assert torch.equal(restore_as_inference(grown, crop, None).mask.bool(), ring if check_by == "bank" else occluder)
     with pytest.raises(ValidationError):
         MaskOptions(exemplar_check=1.0)
+
+
+@pytest.mark.parametrize(("n", "side"), [(5, 16), (300, 96)])  # 96 px, 300 crops, 8 at once: in pixel chunks
+def test_the_colour_distance_is_the_nearest_bank_colour_at_each_pixel(n: int, side: int) -> None:
+    bank = _bank(n, side, seed=7)
+    crop = torch.rand(8, 3, side, side) * 2 - 1
+    values = (crop.numpy() + 1) / 2  # the brute force: every crop, every bank crop, every pixel
+    expected = np.abs(bank.numpy()[None].astype(float) / 255 - values[:, None]).max(2).min(1)
+    distance = ExemplarFill(bank, k=1).colour_distance(crop)
+    assert distance.shape == (8, 1, side, side)
+    np.testing.assert_allclose(distance[:, 0].numpy(), expected, atol=1e-6)
+
+
+def test_the_bank_check_keeps_an_open_mouth_that_the_nearest_faces_do_not_show() -> None:
+    # Two clean frames of a person, alike but for the mouth (rows 12-13: lips closed, dark; open, white teeth) and a
+    # faint difference around the eyes (rows 0-1) that makes the closed-mouth frame the nearest to the crop. The
+    # crop shows the open mouth under a white cable (rows 4-6); the network marks cable and teeth alike.
+    side = 16
+    face = np.random.default_rng(5).integers(60, 120, (3, side, side)).astype(np.uint8)
+    closed, opened = face.copy(), face.copy()
+    closed[:, 12:14, 4:12] = 30
+    opened[:, 12:14, 4:12] = 250
+    opened[:, 0:2, :] += 20
+    bank = torch.from_numpy(np.stack([closed, opened]))
+    crop = torch.from_numpy(opened).float().div(127.5).sub(1)[None]
+    crop[..., 0:2, :] = torch.from_numpy(face[:, 0:2, :]).float().div(127.5).sub(1)  # eyes as the closed frame's
+    cable = torch.zeros(1, 1, side, side, dtype=torch.bool)
+    cable[..., 4:7, :] = True
+    crop = torch.where(cable, torch.ones_like(crop), crop)
+    teeth = torch.zeros_like(cable)
+    teeth[..., 12:14, 4:12] = True
+    probability = torch.where(cable | teeth, 0.9, 0.1)
+    segmenter = _Segmenter(torch.logit(probability))
+    fill = ExemplarFill(bank, k=1)
+    assert fill.neighbours(crop, (cable | teeth).float())[0].flatten().tolist() == [0]  # the closed mouth is nearest
+
+    def restored(check_by: str):  # noqa: ANN202
+        options = MaskOptions(mask_input="predicted", exemplar_check=0.06, exemplar_check_by=check_by, mask_grow=0)
+        return restore_as_inference(MaskAwareGenerator(_Constant(), segmenter, options, fill), crop, None)
+
+    by_bank, by_fill = restored("bank"), restored("fill")
+    assert torch.equal(by_bank.mask.bool(), cable)  # the teeth: some clean frame of the person shows them there
+    assert torch.equal(by_bank.out[teeth.expand_as(crop)], crop[teeth.expand_as(crop)])  # the open mouth, as filmed
+    assert torch.equal(by_fill.mask.bool(), cable | teeth)  # the fill's closed lips differ: hidden, and closed
+    assert (by_fill.out[teeth.expand_as(crop)] < 0).all()
+    assert by_bank.mask[cable].all()  # the cable's white is nowhere on the person's faces at those rows
 
 
 def test_exemplars_need_a_mask() -> None:

@@ -42,17 +42,18 @@ DEMO_PREPARE = PrepareConfig(fraction=0.1, load_size=72)
 # subject): a fixed number, not a time limit, so that a seed gives the same restorer on any machine. The hidden
 # pixels come from the 8 clean training crops nearest by the visible ones (exemplars): at this budget the U-Net
 # draws the subject's average face, and the exemplar fill gave the image CNN three times the expression back
-# (README). A pixel the segmentation network marks stays visible where it matches those clean crops to within 8 %
-# of the value range (exemplar_check: the network, trained on drawn sensors, over-marks the eyes between real ones
-# and hazes the whole face), and the restored crop goes into the frame only through that mask (composite
-# "restorer"), so the visible pixels stay the camera's, not a 64 px copy of them. The neighbours are found per cell
-# of a 4 x 4 grid, by the visible pixels around it (exemplar_regions), so the lips between the cables choose the
-# mouth, not the eyes (README: 3 points more for the image CNN on seeds 0 and 1).
+# (README). A pixel the segmentation network marks stays visible where some clean crop of the subject has its
+# colour there to within 6 % of the value range (exemplar_check, by the bank: the network, trained on drawn sensors,
+# over-marks the eyes between real ones, takes an open mouth's teeth for a white pad and hazes the whole face); the
+# checked mask is grown by a pixel (the sensors' blended outline), and the restored crop goes into the frame only
+# through it (composite "restorer"), so the visible pixels stay the camera's, not a 64 px copy of them. The
+# neighbours are found per cell of a 4 x 4 grid, by the visible pixels around it (exemplar_regions), so the lips
+# between the cables choose the mouth, not the eyes (README: 3 points more for the image CNN on seeds 0 and 1).
 DEMO_TRAIN = TrainConfig(method="deoccluder", **{
     **deoccluder.CPU_PRESET, "n_epochs": 4, "n_epochs_decay": 2, "load_size": 72, "crop_size": 64, "batch_size": 8,
     "model": {**deoccluder.CPU_PRESET["model"], "netG": "unet_64", "lambda_expr": 0.0, "occluders": "semg",
               "per_image": 2, "lambda_hybrid": 0.5, "exemplars": 8,
-              "exemplar_check": 0.08, "exemplar_regions": 4}})
+              "exemplar_check": 0.06, "exemplar_check_by": "bank", "exemplar_regions": 4}})
 # The tasks the protocol is run on: Schaede's facial exercises (AUs, Fig. 6) and the emotions (Fig. 7).
 DEMO_TASKS = ("schaede", "emotion")
 # The image AU / emotion model learns from the normal recordings only, as JAA-Net and ResMaskNet in seed 000

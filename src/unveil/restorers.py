@@ -169,7 +169,10 @@ class MaskAwareRestorer:
             regions = f", found per cell of a {g.E.regions} x {g.E.regions} grid" if g.E.regions > 1 else ""
             composite += (f"; hidden pixels filled from the {g.E.k} nearest of {len(g.E.images)} clean training "
                           f"crops (exemplars{regions})")
-            if g.checks_exemplars:
-                composite += f", a marked pixel kept where it matches them to within {g.exemplar_check:.0%}"
+            if g.checks_exemplars and g.exemplar_check_by == "fill":
+                composite += f", a marked pixel kept where it matches their fill to within {g.exemplar_check:.0%}"
+            elif g.checks_exemplars:
+                composite += (f", a marked pixel kept where one of them has its colour to within "
+                              f"{g.exemplar_check:.0%} (the rest grown by {g.grow} px)")
         return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "
                 f"{masks[g.mask_input]}{composite})" + (f" from {self.source}" if self.source else ""))

@@ -37,6 +37,7 @@ class ExemplarFill(nn.Module):
         self.k, self.regions = int(k), int(regions)
         self.register_buffer("images", images)
         self._small: torch.Tensor | None = None
+        self._colours: torch.Tensor | None = None
 
     @property
     def side(self) -> int:
@@ -50,6 +51,20 @@ class ExemplarFill(nn.Module):
                 small = nn.functional.interpolate(small, size=RETRIEVAL_SIDE, mode="area")
             self._small = small.flatten(1)
         return self._small
+
+    def colour_distance(self, a: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S): per pixel of ``a`` (B, 3, S, S) in [-1, 1], how far its colour is from the nearest colour
+        any bank crop has at that pixel (largest channel difference, share of the value range)."""
+        if a.shape[-2:] != self.images.shape[-2:]:
+            raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
+        if self._colours is None or self._colours.device != self.images.device:
+            self._colours = self.images.flatten(2).permute(2, 0, 1).float().div(255).contiguous()  # (P, N, 3)
+        x = a.float().add(1).div(2).flatten(2).permute(2, 0, 1).contiguous()  # (P, B, 3)
+        b, n = x.shape[1], self._colours.shape[1]
+        step = max(1, 2**24 // (b * n))  # pixels at a time: a P x B x N distance table would not fit at 256 px
+        nearest = torch.cat([torch.cdist(x[i:i + step], self._colours[i:i + step], p=float("inf")).amin(2)
+                             for i in range(0, len(x), step)])  # (P, B)
+        return nearest.T.reshape(b, 1, *a.shape[-2:]).to(a.dtype)
 
     def neighbours(self, a: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices (B, R, k) of the nearest bank crops to each of ``a`` (B, 3, S, S) in [-1, 1] over its visible
@@ -117,6 +132,18 @@ def checked_mask(a: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, thresh
     visible, whatever the network says."""
     differs = (a.float() - fill.float()).abs().amax(1, keepdim=True) / 2 > threshold
     return ((mask > 0.5) & differs).to(a.dtype)
+
+
+def bank_checked_mask(a: torch.Tensor, mask: torch.Tensor, bank: ExemplarFill, threshold: float) -> torch.Tensor:
+    """A segmentation network's ``mask`` (B, 1, S, S) checked against every crop of the exemplar ``bank``: hidden (1)
+    where the network marks a pixel (> 0.5) and no clean crop of the person has, at that pixel, the crop's colour
+    to within ``threshold`` (largest channel difference, share of the value range), else visible (0).
+
+    Why not against the fill (:func:`checked_mask`): the fill is a mean of neighbours found by the rest of the face,
+    so an open mouth the network takes for a white sensor (teeth) differs from it and stays hidden, replaced by a
+    closed one; some clean frame of the same person shows teeth there, while no frame shows a sensor's white or a
+    cable's red on the cheek. Measured on the demo's S01: the mouth stays the camera's (README)."""
+    return ((mask > 0.5) & (bank.colour_distance(a) > threshold)).to(a.dtype)
 
 
 def load_bank(root: Path, images: Sequence[str], side: int, limit: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from unveil.config import Config
 from unveil.data.pairs import PAIR_OCCLUDERS, check_occluders
 from unveil.errors import UnveilError
 from unveil.facs import BASIC_EMOTIONS
-from unveil.methods.exemplars import ExemplarFill, checked_mask, load_bank
+from unveil.methods.exemplars import ExemplarFill, bank_checked_mask, checked_mask, load_bank
 from unveil.nets.segmentation import OcclusionSegmenter, grow_mask
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from unveil.train.config import TrainConfig
 
 MaskInput = Literal["none", "given", "predicted"]
+ExemplarCheck = Literal["bank", "fill"]
 
 
 class PairOptions(Config):
@@ -74,14 +75,20 @@ class MaskOptions(Config):
     mask_width: int = Field(default=16, ge=4, description="Channels of the segmentation network's first stage.")
     lambda_mask: float = Field(default=1.0, ge=0, description="Weight of the segmentation loss (BCE + Dice).")
     mask_grow: int = Field(default=1, ge=0, description="Pixels the true mask is grown by for the segmentation "
-                                                         "target and given masks (codec colour bleed).")
+                                                         "target, given masks and the bank-checked mask (codec "
+                                                         "colour bleed).")
     exemplars: int = Field(default=0, ge=0, description="At restore time, fill the hidden pixels from the k clean "
                            "training crops nearest by the visible pixels (unveil.methods.exemplars) instead of from "
                            "the generator; 0: the generator fills them.")
     exemplar_check: float = Field(default=0.0, ge=0, lt=1, description="With exemplars and a predicted mask: a "
                                   "pixel is hidden only where the network marks it (> 0.5) and the crop differs "
-                                  "from the exemplar fill by more than this share of the value range (the person's "
-                                  "own clean face says it is visible otherwise); 0: the network's soft mask.")
+                                  "from the person's clean face (exemplar_check_by) by more than this share of the "
+                                  "value range (visible otherwise); 0: the network's soft mask.")
+    exemplar_check_by: ExemplarCheck = Field(default="bank", description="What the exemplar check compares a marked "
+                                             "pixel with. bank: every clean crop the checkpoint keeps (visible where "
+                                             "any has its colour there; the checked mask is then grown by mask_grow "
+                                             "for the outline the check unmarks); fill: the exemplar fill of its "
+                                             "neighbours (the check before; not grown).")
     exemplar_bank: int = Field(default=1000, ge=1, description="The most clean training crops the checkpoint keeps "
                                "for the exemplar fill (evenly spaced; 1000 crops are 12 MB at 64 px, 197 MB at 256).")
     exemplar_regions: int = Field(default=1, ge=1, le=16, description="With exemplars: neighbours are found for "
@@ -126,14 +133,22 @@ class MaskAwareGenerator(nn.Module):
         super().__init__()
         self.G, self.M, self.E = generator, segmenter, exemplars
         self.mask_input, self.composite, self.grow = options.mask_input, options.composite, options.mask_grow
-        self.exemplar_check = options.exemplar_check
+        self.exemplar_check, self.exemplar_check_by = options.exemplar_check, options.exemplar_check_by
         if (self.M is None) != (self.mask_input != "predicted"):
             raise ValueError("a segmentation network goes with mask_input predicted, and only with it")
 
     @property
     def checks_exemplars(self) -> bool:
-        """Whether restore checks the predicted mask against the exemplar fill (:func:`checked_mask`)."""
+        """Whether restore checks the predicted mask against the person's clean crops (:meth:`checked`)."""
         return bool(self.exemplar_check) and self.E is not None and self.mask_input == "predicted"
+
+    def checked(self, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The predicted ``mask`` of crops ``a`` checked against the exemplar bank (:func:`bank_checked_mask`, then
+        grown by ``mask_grow``) or against the exemplar fill (:func:`checked_mask`), as ``exemplar_check_by`` says."""
+        assert self.E is not None
+        if self.exemplar_check_by == "fill":
+            return checked_mask(a, mask, self.E(a, mask), self.exemplar_check)
+        return grow_mask(bank_checked_mask(a, mask, self.E, self.exemplar_check), self.grow)
 
     def forward(self, a: torch.Tensor, given: torch.Tensor | None = None, mask_gradient: bool = False) -> Restored:
         """Restore ``a`` (N, 3, H, W) in [-1, 1]; ``given`` is the true / given mask (N, 1, H, W) in {0, 1}.
@@ -168,10 +183,9 @@ def restore_as_inference(restorer: MaskAwareGenerator, a: torch.Tensor, mask: to
 
     if exemplars and restorer.E is not None:  # the generator's fill would be thrown away: do not run it
         used, logits = restorer.mask_of(a, mask)
-        fill = restorer.E(a, used)
         if restorer.checks_exemplars:
-            used = checked_mask(a, used, fill, restorer.exemplar_check)
-            fill = restorer.E(a, used)  # neighbours again, by the pixels now known to be visible
+            used = restorer.checked(a, used)
+        fill = restorer.E(a, used)  # neighbours by the pixels known to be visible
         return Restored(used * fill + (1 - used) * a, fill, used, logits)
     if not uses_batch_norm(restorer.G):
         return restorer(a, mask)
