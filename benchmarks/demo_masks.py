@@ -1,7 +1,8 @@
 """Restore and evaluate a finished demo again with other mask settings, the trained networks unchanged: the rows
 of the README's exemplar-check table.
 
-    python benchmarks/demo_masks.py demo-output OUT --exemplar-check 0.08 --composite restorer
+    python benchmarks/demo_masks.py demo-output OUT                                        # the demo's own settings
+    python benchmarks/demo_masks.py demo-output OUT --exemplar-check 0.08 --exemplar-check-by fill  # by the fill
     python benchmarks/demo_masks.py demo-output OUT --exemplar-check 0 --composite none     # the demo before
     python benchmarks/demo_masks.py demo-output OUT --true-crop-mask --composite restorer  # a measurement only
     python benchmarks/demo_masks.py demo-output OUT --exemplar-regions 8   # neighbours per cell of an 8 x 8 grid

@@ -172,7 +172,7 @@ class MaskAwareRestorer:
             if g.checks_exemplars and g.exemplar_check_by == "fill":
                 composite += f", a marked pixel kept where it matches their fill to within {g.exemplar_check:.0%}"
             elif g.checks_exemplars:
-                composite += (f", a marked pixel kept where one of them has its colour to within "
-                              f"{g.exemplar_check:.0%} (the rest grown by {g.grow} px)")
+                composite += (f", a marked pixel kept where any of the {len(g.E.images)} has its colour there to "
+                              f"within {g.exemplar_check:.0%} (the rest grown by {g.grow} px)")
         return (f"{self.method} ({type(g.G).__name__}, {params / 1e6:.2f} M parameters, {self.size} px; "
                 f"{masks[g.mask_input]}{composite})" + (f" from {self.source}" if self.source else ""))
