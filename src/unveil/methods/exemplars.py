@@ -43,6 +43,10 @@ class ExemplarFill(nn.Module):
     def side(self) -> int:
         return int(self.images.shape[-1])
 
+    def _require_side(self, a: torch.Tensor) -> None:
+        if a.shape[-2:] != self.images.shape[-2:]:
+            raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
+
     def _retrieval_images(self) -> torch.Tensor:
         """The bank at the retrieval side in [0, 1], float (N, 3 * s * s), computed once."""
         if self._small is None or self._small.device != self.images.device:
@@ -55,8 +59,7 @@ class ExemplarFill(nn.Module):
     def colour_distance(self, a: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S): per pixel of ``a`` (B, 3, S, S) in [-1, 1], how far its colour is from the nearest colour
         any bank crop has at that pixel (largest channel difference, share of the value range)."""
-        if a.shape[-2:] != self.images.shape[-2:]:
-            raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
+        self._require_side(a)
         if self._colours is None or self._colours.device != self.images.device:
             self._colours = self.images.flatten(2).permute(2, 0, 1).float().div(255).contiguous()  # (P, N, 3)
         x = a.float().add(1).div(2).flatten(2).permute(2, 0, 1).contiguous()  # (P, B, 3)
@@ -92,8 +95,7 @@ class ExemplarFill(nn.Module):
     def forward(self, a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The exemplar fill of ``a`` (B, 3, S, S) in [-1, 1]: per region the weighted mean of its neighbours,
         regions blended by :func:`region_weights`; in [-1, 1]."""
-        if a.shape[-2:] != self.images.shape[-2:]:
-            raise ValueError(f"crops of {tuple(a.shape[-2:])} px for an exemplar bank of {self.side} px")
+        self._require_side(a)
         index, weight = self.neighbours(a, mask)
         blend = region_weights(self.regions, self.side, a.device)  # (R, S, S)
         blend = blend / blend.sum(0, keepdim=True)
