@@ -21,11 +21,11 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 import torch
 
 from unveil.analysis.cnn import CNNAnalyzer
+from unveil.data.datasets import to_tensor
 from unveil.data.faces import CropTransform
 from unveil.data.manifest import load_manifest
 from unveil.data.prepare import recording_boxes
@@ -33,15 +33,11 @@ from unveil.data.video import read_frames
 from unveil.demo import DEMO_EVALUATE, demo_protocol
 from unveil.evaluate.fidelity import expression_fidelity
 from unveil.methods.paired import restore_as_inference
-from unveil.methods.registry import load_restorer
+from unveil.methods.registry import load_analysis_model, load_restorer
 from unveil.nets.segmentation import grow_mask
 from unveil.restore import _composite, subject_checkpoint
 
 VARIANTS = ("restorer", "true-mask", "hidden-fill", "hidden-true")
-
-
-def tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
 def restorations(generator, a: torch.Tensor, hidden: torch.Tensor, truth: torch.Tensor  # noqa: ANN001
@@ -68,7 +64,7 @@ def main() -> None:
     occluded = [r for r in manifest.recordings if r.condition == "occluded"
                 and (not args.subject or r.subject in args.subject)]
     boxes = recording_boxes(manifest, occluded, args.demo / "prepared")
-    judge = CNNAnalyzer(args.demo / "models" / "cnn" / "checkpoints" / "latest.safetensors").model
+    judge = load_analysis_model(args.demo / "models" / "cnn" / "checkpoints" / "latest.safetensors", "cpu")
     cache = args.demo / "evaluation" / "timeseries" / "cnn"
     tables = {f.name.removesuffix(".parquet"): pd.read_parquet(f) for f in cache.glob("*.parquet")}
     restored: dict[str, dict[str, pd.DataFrame]] = {v: {} for v in VARIANTS}
@@ -85,9 +81,9 @@ def main() -> None:
         sensor = [f.image for f in read_frames(manifest.resolve(rec.media))]
         clean = [f.image for f in read_frames(manifest.resolve(rec.ground_truth))]
         masks = [f.image for f in read_frames(manifest.resolve(rec.mask), gray=True)]
-        hidden = grow_mask(torch.from_numpy(np.stack([crop.crop(m, interpolation=cv2.INTER_NEAREST) > 127
-                                                      for m in masks])).float()[:, None], 1)
-        a, truth = tensor([crop.crop(f) for f in sensor]), tensor([crop.crop(f) for f in clean])
+        hidden = grow_mask(torch.stack([to_tensor(crop.crop(m, interpolation=cv2.INTER_NEAREST)) for m in masks]), 1)
+        a = torch.stack([to_tensor(crop.crop(f)) for f in sensor])
+        truth = torch.stack([to_tensor(crop.crop(f)) for f in clean])
         chosen = list(range(0, len(sensor), every))
         analyzer = CNNAnalyzer(judge, box=(box.x, box.y, box.w, box.h))
         parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {v: [] for v in VARIANTS}
