@@ -8,7 +8,7 @@ recovered per subject and session, against the true AUs), with the hidden face's
     hidden-true   the hidden clean face inside the true mask (grown 1 px): what a perfect restorer gets
 
     python benchmarks/demo_fill_oracles.py demo-output --subject S01
-    python benchmarks/demo_fill_oracles.py demo-output --subject S01 --exemplar-check-by fill
+    python benchmarks/demo_fill_oracles.py demo-output --subject S01 --set exemplar_check_by=fill
 
 The restored frames are scored as decoded pixels, not re-encoded as the demo's videos are, so the restorer's row
 can differ from the demo's by a few points; compare the rows with each other. The S, G and normal readings are the
@@ -33,7 +33,7 @@ from unveil.data.video import read_frames
 from unveil.demo import DEMO_EVALUATE, demo_protocol
 from unveil.evaluate.fidelity import expression_fidelity
 from unveil.methods.paired import restore_as_inference
-from unveil.methods.registry import load_analysis_model, load_restorer
+from unveil.methods.registry import load_analysis_model, load_restorer, parse_settings
 from unveil.nets.segmentation import grow_mask
 from unveil.restore import _composite, subject_checkpoint
 
@@ -55,11 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("demo", type=Path, help="a finished 'unveil demo' output folder")
     parser.add_argument("--subject", action="append", help="subjects to score (default: every one)")
-    parser.add_argument("--exemplar-check", type=float, default=None, help="default: the checkpoint's")
-    parser.add_argument("--exemplar-check-by", choices=["bank", "fill"], default=None, help="default: the checkpoint's")
-    parser.add_argument("--exemplar-regions", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a restore-time option in place of the checkpoint's, as 'unveil restore --set'")
     args = parser.parse_args()
 
+    options = parse_settings(args.set)
     manifest = demo_protocol(load_manifest(args.demo / "benchmark" / "manifest.yaml"))
     occluded = [r for r in manifest.recordings if r.condition == "occluded"
                 and (not args.subject or r.subject in args.subject)]
@@ -70,12 +70,7 @@ def main() -> None:
     restored: dict[str, dict[str, pd.DataFrame]] = {v: {} for v in VARIANTS}
     every = DEMO_EVALUATE.every
     for rec in occluded:
-        generator = load_restorer(subject_checkpoint(args.demo / "runs", rec.subject), "cpu").generator
-        for name, value in (("exemplar_check", args.exemplar_check), ("exemplar_check_by", args.exemplar_check_by)):
-            if value is not None:
-                setattr(generator, name, value)
-        if args.exemplar_regions is not None:
-            generator.E.regions = args.exemplar_regions
+        generator = load_restorer(subject_checkpoint(args.demo / "runs", rec.subject), "cpu", options).generator
         box = boxes[rec.id]
         crop = CropTransform(box, generator.E.side)
         sensor = [f.image for f in read_frames(manifest.resolve(rec.media))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -211,17 +212,28 @@ def test_exemplars_need_a_mask() -> None:
         ExemplarFill(torch.zeros(2, 3, 8, 8), k=1)
 
 
-def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(tiny_bench: Path) -> None:  # noqa: F811
-    """One short training run with exemplars: the checkpoint holds the subject's clean crops, the restorer fills the
-    hidden pixels from them (k = 1: every hidden pixel is that of one bank crop) and keeps the visible ones."""
-    from unveil.methods.registry import load_restorer
+def _tiny_deoccluder(samples: Path, name: str, **options: object) -> Path:
+    """A de-occluder trained one short epoch on ``samples`` with these mask ``options``; its checkpoint."""
     from unveil.train.loop import TrainConfig, train
 
     config = TrainConfig(method="deoccluder", model={"ngf": 8, "ndf": 8, "netG": "unet_64", "pairs": "synthesized",
-                                                     "occluders": "semg", "mask_width": 8, "exemplars": 1},
+                                                     "occluders": "semg", "mask_width": 8, **options},
                          n_epochs=1, n_epochs_decay=0, load_size=72, crop_size=64, batch_size=4, save_epoch_freq=100)
-    result = train(tiny_bench, tiny_bench.parent / "exemplar-run", config, progress=False)
-    restorer = load_restorer(result.run_dir / "checkpoints" / "latest.safetensors", "cpu")
+    return train(samples, samples.parent / name, config, progress=False).run_dir / "checkpoints" / "latest.safetensors"
+
+
+@pytest.fixture(scope="module")
+def exemplar_checkpoint(tiny_bench: Path) -> Path:  # noqa: F811
+    return _tiny_deoccluder(tiny_bench, "exemplar-run", exemplars=1)
+
+
+def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(tiny_bench: Path,  # noqa: F811
+                                                                     exemplar_checkpoint: Path) -> None:
+    """One short training run with exemplars: the checkpoint holds the subject's clean crops, the restorer fills the
+    hidden pixels from them (k = 1: every hidden pixel is that of one bank crop) and keeps the visible ones."""
+    from unveil.methods.registry import load_restorer
+
+    restorer = load_restorer(exemplar_checkpoint, "cpu")
     bank = restorer.generator.E.images
     clean = pd.read_parquet(tiny_bench / "samples.parquet")
     assert len(bank) == ((clean["condition"] == "normal") & (clean["split"] == "train")).sum()
@@ -237,6 +249,41 @@ def test_a_deoccluder_checkpoint_keeps_its_bank_and_restores_from_it(tiny_bench:
     assert np.abs(out[0].astype(int) - composite).max() <= 1
     untouched = restorer.last_masks[0] == 0
     assert np.array_equal(out[0][untouched], crops[0][untouched])
+
+
+def test_restore_time_options_replace_the_checkpoints_and_no_other(tiny_bench: Path,  # noqa: F811
+                                                                   exemplar_checkpoint: Path, tmp_path: Path) -> None:
+    """``load_restorer(..., options)`` and ``unveil restore --set`` change how the trained networks are used (the
+    exemplar check, the retrieval regions), never the networks, never the file; anything else is one sentence."""
+    from unveil.errors import UnveilError
+    from unveil.methods.registry import load_restorer
+
+    saved = exemplar_checkpoint.read_bytes()
+    restorer = load_restorer(exemplar_checkpoint, "cpu", {"exemplar_regions": "3", "exemplar_check": "0.05"})
+    assert (restorer.generator.E.regions, restorer.generator.exemplar_check) == (3, 0.05)
+    assert "a 3 x 3 grid" in restorer.describe() and "to within 5%" in restorer.describe()
+    own = load_restorer(exemplar_checkpoint, "cpu").generator  # the checkpoint's own values
+    assert (own.E.regions, own.exemplar_check) == (1, 0.0)
+    assert exemplar_checkpoint.read_bytes() == saved
+    with pytest.raises(UnveilError, match=r"netG cannot be changed at restore time for deoccluder \(its restore-time "
+                                          r"options: composite, .*exemplar_regions\)"):
+        load_restorer(exemplar_checkpoint, "cpu", {"netG": "unet_128"})
+    with pytest.raises(UnveilError, match="'exemplar_check' is invalid"):
+        load_restorer(exemplar_checkpoint, "cpu", {"exemplar_check": "1.5"})
+    plain = _tiny_deoccluder(tiny_bench, "plain-run")
+    with pytest.raises(UnveilError, match="keeps no exemplar bank"):
+        load_restorer(plain, "cpu", {"exemplars": "4"})
+
+    from test_cli import unveil
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
+    for setting, message in (("netG=unet_128", "netG cannot be changed at restore time"),
+                             ("exemplar_check", "--set takes NAME=VALUE")):
+        result = unveil("restore", str(exemplar_checkpoint), str(image), "-o", str(tmp_path / "out.png"),
+                        "--crop", "none", "--set", setting, "-q")
+        assert result.returncode == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
 
 def test_pix2pix_on_given_pairs_keeps_the_clean_twins(tiny_bench: Path) -> None:  # noqa: F811

@@ -29,7 +29,7 @@ def scores_at(size: int, prepared: Path, monkeypatch: pytest.MonkeyPatch):  # no
     from unveil.data.manifest import load_manifest
     from unveil.evaluate import restoration
 
-    monkeypatch.setattr(restoration, "load_restorer", lambda _: IdentityRestorer(size))
+    monkeypatch.setattr(restoration, "load_restorer", lambda _, **options: IdentityRestorer(size))
     manifest = load_manifest(prepared.parent / "bench" / "manifest.yaml")
     return restoration.restoration_scores("unused", manifest, prepared, "S01", every=2)
 
@@ -74,6 +74,6 @@ def test_a_found_mask_is_scored_at_the_native_size(prepared: Path, monkeypatch: 
             yield frame
 
     monkeypatch.setattr(restoration, "read_frames", tracking)
-    monkeypatch.setattr(restoration, "load_restorer", lambda _: Finder(48))
+    monkeypatch.setattr(restoration, "load_restorer", lambda _, **options: Finder(48))
     scores = restoration.restoration_scores("unused", manifest, prepared, "S01", every=2)
     assert scores["mask_iou"].mean() > 0.8

@@ -512,14 +512,19 @@ def restore(
              "image, a lossless .mkv or a folder for a video or folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Frames per forward pass (on CPU cores, 1 is faster for the "
                                                  "paper's 256 px generator; see README).")] = 8,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="NAME=VALUE (repeatable): a restore-time option of the checkpoint's method in place of "
+                      "its trained value, e.g. exemplar_regions=8 (any other option is refused, naming those "
+                      "that can change).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Remove the obstruction from every frame with a trained restorer; videos keep frame count, fps and audio."""
+    from unveil.methods.registry import parse_settings
     from unveil.restore import COMPOSITES
     from unveil.restore import restore as run_restore
 
-    parsed = _box(box)
+    parsed, options = _box(box), parse_settings(set_)
     if crop not in ("fixed", "track", "none") or composite not in COMPOSITES or \
             outside not in ("inpaint", "keep"):
         raise UnveilError(f"Unknown --crop '{crop}', --composite '{composite}' or --outside '{outside}'; see "
@@ -534,12 +539,13 @@ def restore(
             raise UnveilError("--mask-out, --side-by-side, --reference and --segmenter take one input, not a "
                               "manifest.")
         outputs = restore_recordings(load_manifest(source), checkpoint, out, samples, composite=composite,  # type: ignore[arg-type]
-                                     outside=outside, device=device, resume=resume, progress=not quiet)  # type: ignore[arg-type]
+                                     outside=outside, device=device, resume=resume, options=options,  # type: ignore[arg-type]
+                                     progress=not quiet)
         typer.echo(f"{len(outputs)} occluded recordings restored -> {out}")
         return
     result = run_restore(checkpoint, source, out, crop=crop, box=parsed, composite=composite, mask=mask,  # type: ignore[arg-type]
                          side_by_side=side_by_side, mask_out=mask_out, batch_size=batch_size, device=device,
-                         outside=outside, reference=reference, segmenter=segmenter,  # type: ignore[arg-type]
+                         outside=outside, reference=reference, segmenter=segmenter, options=options,  # type: ignore[arg-type]
                          progress=not quiet)
     typer.echo(f"{result.frames} frames restored -> {result.output}"
                + (f"; {result.occluded_share:.0%} of the face box from the restorer -> {mask_out}" if mask_out else ""))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -134,7 +135,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
             side_by_side: bool = False, mask_out: str | os.PathLike[str] | None = None, batch_size: int = 8,
             device: str = "auto", feather: float = 0.06, outside: Outside = "inpaint",
             reference: str | os.PathLike[str] | np.ndarray | None = None,
-            segmenter: str | os.PathLike[str] | None = None, progress: bool = True) -> RestoreResult:
+            segmenter: str | os.PathLike[str] | None = None, options: Mapping[str, Any] | None = None,
+            progress: bool = True) -> RestoreResult:
     """Restore ``source`` (image, folder of images or video) into ``out`` (a file or folder of the same kind) with
     ``checkpoint`` (a checkpoint of any restoring method, or a loaded :class:`~unveil.restorers.Restorer`).
 
@@ -150,7 +152,8 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     ``reference``: a clean frame of the same camera (an image, or a video whose median frame is taken): a found
     occluder pixel outside the box is filled only where the frame differs from it (:func:`changed_from`).
     ``segmenter``: for inversion, a run whose segmentation network finds each crop's hidden pixels
-    (:func:`use_segmenter`).
+    (:func:`use_segmenter`). ``options``: values of the method's restore-time options that replace the checkpoint's
+    (``unveil restore --set``; :func:`~unveil.methods.registry.load_restorer`).
     """
     src, target = Path(source), Path(out)
     if not src.exists():
@@ -171,7 +174,9 @@ def restore(checkpoint: str | os.PathLike[str] | Restorer, source: str | os.Path
     if mask_target is not None and not is_image and mask_target.suffix.lower() not in ("", ".mkv"):
         raise UnveilError(f"Write the mask of a video as .mkv (lossless FFV1) or a folder of PNGs, not {mask_target}.")
     clean = reference_frame(reference) if isinstance(reference, (str, os.PathLike)) else reference
-    restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device)
+    if isinstance(checkpoint, Restorer) and options:
+        raise ValueError("restore-time options apply when a checkpoint is loaded; this restorer is loaded already")
+    restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, device, options)
     if segmenter is not None:
         use_segmenter(restorer, segmenter)
     if composite == "restorer" and not hasattr(restorer, "last_masks"):
@@ -324,14 +329,15 @@ def restorers_of(folder: str | os.PathLike[str] | None) -> dict[str, str]:
 
 def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.PathLike[str],  # noqa: ANN001
                        samples: str | os.PathLike[str] | None = None, *, composite: Composite = "none",
-                       outside: Outside = "inpaint", device: str = "auto", resume: bool = False, progress: bool = True
-                       ) -> dict[str, Path]:
+                       outside: Outside = "inpaint", device: str = "auto", resume: bool = False,
+                       options: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Path]:
     """Restore every occluded recording of ``manifest`` with its subject's model into ``out/<recording id>.mp4``
     (the C videos of seed 000's protocol). The face box of each recording is the one ``unveil prepare`` used
     (``samples``), else the session's box estimated from its normal recordings. With ``outside`` inpaint and a
     restorer that segments, the session's normal recording (same subject and session, the same task if there is
     one) gives the clean reference frame (:func:`reference_frame`). ``resume`` keeps outputs that already exist
-    (an interrupted run continues where it stopped); otherwise every video is written anew."""
+    (an interrupted run continues where it stopped); otherwise every video is written anew. ``options`` replace
+    the checkpoints' restore-time options (as in :func:`restore`)."""
     from unveil.data.prepare import recording_boxes
 
     occluded = [r for r in manifest.recordings if r.condition == "occluded"]
@@ -360,7 +366,7 @@ def restore_recordings(manifest, runs: str | os.PathLike[str], out: str | os.Pat
             if not (resume and target.is_file()):
                 checkpoint = subject_checkpoint(runs, rec.subject)
                 if checkpoint not in loaded:
-                    loaded[checkpoint] = load_restorer(checkpoint, device)
+                    loaded[checkpoint] = load_restorer(checkpoint, device, options)
                 box = boxes.get(rec.id)
                 result = restore(loaded[checkpoint], manifest.resolve(rec.media), target,
                                  box=(box.x, box.y, box.w, box.h) if box else None, composite=composite,

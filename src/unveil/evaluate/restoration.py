@@ -5,6 +5,8 @@ restorer output and for occlusion-aware compositing (given mask, or estimated fr
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,7 +23,8 @@ from unveil.restore import occlusion_from_difference
 
 
 def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, samples: str | os.PathLike[str],
-                       subject: str, every: int = 10, threshold: float = 0.12) -> pd.DataFrame:
+                       subject: str, every: int = 10, threshold: float = 0.12,
+                       options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Per evaluated frame: L1 inside and outside (visible) the mask, PSNR inside the mask and over the crop,
     against the hidden clean frame, for the occluded input, the restorer's output, and its output composited by the
     true and the estimated mask; for a restorer that predicts the occluder mask, its IoU with the true one.
@@ -29,9 +32,10 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
     each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``). Scores are taken at
     the frame's own resolution of that box (the restoration resized to it), so that restorers working at
-    different crop sizes are judged on the same pixels.
+    different crop sizes are judged on the same pixels. ``options``: restore-time options in place of the
+    checkpoint's (:func:`~unveil.methods.registry.load_restorer`).
     """
-    restorer = load_restorer(checkpoint)
+    restorer = load_restorer(checkpoint, options=options)
     table, _ = load_samples(samples)
     rows = []
     for rec in manifest.select(subject=subject, condition="occluded"):

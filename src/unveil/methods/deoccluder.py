@@ -23,9 +23,9 @@ from unveil.errors import UnveilError
 from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, maybe_judge
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
-from unveil.methods.paired import (MaskAwareGenerator, MaskOptions, PairOptions, as_image, generator_channels,
-                                   exemplar_fill, grid_items, make_segmenter, mask_scores, paired_data,
-                                   load_paired_state, restore_as_inference, weighted_error)
+from unveil.methods.paired import (RESTORE_OPTIONS, MaskAwareGenerator, MaskOptions, PairOptions, as_image,
+                                   exemplar_fill, generator_channels, grid_items, make_segmenter, mask_scores,
+                                   paired_data, load_paired_state, restore_as_inference, weighted_error)
 from unveil.methods.exemplars import ExemplarFill
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
@@ -220,4 +220,5 @@ register(MethodSpec(
     name="deoccluder", summary="Seed 001's de-occluder: encoder-decoder with L_expr (a frozen expression judge), L2 "
                                "and adversarial terms; mask-aware; pairs given or drawn on clean faces.",
     config=DeoccluderConfig, method=DeoccluderMethod, load=load_restorer, produces="restorer", data="paired",
-    presets={"cpu": CPU_PRESET, "seed001": SEED001_PRESET}, per_subject=True, report=("G_pix", "val_L1")))
+    presets={"cpu": CPU_PRESET, "seed001": SEED001_PRESET}, per_subject=True, report=("G_pix", "val_L1"),
+    restore_options=RESTORE_OPTIONS))

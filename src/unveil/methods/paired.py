@@ -102,6 +102,11 @@ class MaskOptions(Config):
         return self
 
 
+#: The mask options that act at restore time only (``unveil restore --set``): they change how the trained networks'
+#: output and mask are used, never the networks.
+RESTORE_OPTIONS = ("composite", "mask_grow", "exemplars", "exemplar_check", "exemplar_check_by", "exemplar_regions")
+
+
 @dataclass
 class Restored:
     """One mask-aware forward pass: the composite ``out``, the generator's ``raw`` output, the ``mask`` used
@@ -212,8 +217,11 @@ def exemplar_fill(options: MaskOptions, data: PairedData, root: Path) -> Exempla
 def saved_exemplars(options: MaskOptions, state: dict[str, torch.Tensor]) -> ExemplarFill | None:
     """The exemplar bank kept in a checkpoint's network state (``E.images``), or None."""
     images = state.get("E.images")
-    if images is None or not options.exemplars:
+    if not options.exemplars:
         return None
+    if images is None:
+        raise UnveilError("This checkpoint keeps no exemplar bank (it was trained without --exemplars), so it cannot "
+                          "fill from exemplars; retrain with --exemplars K.")
     return ExemplarFill(images, options.exemplars, options.exemplar_regions)
 
 

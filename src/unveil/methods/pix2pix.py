@@ -26,9 +26,9 @@ from unveil.methods.cyclegan import set_requires_grad
 from unveil.methods.expression import ExpressionOptions, maybe_expression_loss, maybe_judge
 from unveil.methods.gan import GANLoss, GanMode, gradient_penalty
 from unveil.methods.exemplars import ExemplarFill
-from unveil.methods.paired import (MaskAwareGenerator, MaskInput, MaskOptions, PairOptions, Restored, as_image,
-                                   exemplar_fill, generator_channels, grid_items, make_segmenter, mask_scores,
-                                   load_paired_state, paired_data, restore_as_inference, weighted_error)
+from unveil.methods.paired import (RESTORE_OPTIONS, MaskAwareGenerator, MaskInput, MaskOptions, PairOptions, Restored,
+                                   as_image, exemplar_fill, generator_channels, grid_items, make_segmenter,
+                                   mask_scores, load_paired_state, paired_data, restore_as_inference, weighted_error)
 from unveil.methods.registry import MethodSpec, register
 from unveil.nets import define_D, define_G
 from unveil.nets.segmentation import grow_mask, mask_loss
@@ -220,4 +220,5 @@ CPU_PRESET: dict[str, Any] = {
 register(MethodSpec(
     name="pix2pix", summary="Isola et al.'s paired pix2pix from occluded crops to their clean twins (GAN + L1).",
     config=Pix2PixConfig, method=Pix2PixMethod, load=load_restorer, produces="restorer", data="paired",
-    presets={"paper": PAPER_PRESET, "cpu": CPU_PRESET}, per_subject=True, report=("G_L1", "val_L1")))
+    presets={"paper": PAPER_PRESET, "cpu": CPU_PRESET}, per_subject=True, report=("G_L1", "val_L1"),
+    restore_options=RESTORE_OPTIONS))

@@ -52,6 +52,7 @@ class MethodSpec:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # TrainConfig mappings by name
     per_subject: bool = False  # the CLI's default for --per-subject / --pooled
     report: tuple[str, ...] = ()  # history values the CLI prints after training
+    restore_options: tuple[str, ...] = ()  # options of ``config`` that act at restore time only (``restore --set``)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -99,9 +100,12 @@ def load_model(checkpoint: str | os.PathLike[str], device: str = "auto") -> Any:
     return _load_kind(checkpoint, device)
 
 
-def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto") -> Restorer:
-    """The restorer of a checkpoint; one sentence when its method makes no restorer (e.g. a classifier)."""
-    return _load_kind(checkpoint, device, "restorer", "restore")
+def load_restorer(checkpoint: str | os.PathLike[str], device: str = "auto",
+                  options: Mapping[str, Any] | None = None) -> Restorer:
+    """The restorer of a checkpoint; one sentence when its method makes no restorer (e.g. a classifier).
+    ``options`` replace the checkpoint's values of its method's restore-time options (``MethodSpec.restore_options``,
+    e.g. the exemplar check's threshold) for this restorer; the file is not changed."""
+    return _load_kind(checkpoint, device, "restorer", "restore", options)
 
 
 def load_analysis_model(checkpoint: str | os.PathLike[str], device: str = "auto") -> Any:
@@ -109,8 +113,8 @@ def load_analysis_model(checkpoint: str | os.PathLike[str], device: str = "auto"
     return _load_kind(checkpoint, device, "analysis model", "analyse frames")
 
 
-def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produces | None = None, verb: str = ""
-               ) -> Any:
+def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produces | None = None, verb: str = "",
+               options: Mapping[str, Any] | None = None) -> Any:
     """Read ``checkpoint`` and build its method's inference object; with ``produces``, refuse other kinds."""
     from unveil.devices import select_device
     from unveil.train.checkpoint import read_checkpoint
@@ -121,4 +125,36 @@ def _load_kind(checkpoint: str | os.PathLike[str], device: str, produces: Produc
         able = [n for n in method_names() if _REGISTRY[n].produces == produces]
         raise UnveilError(f"{saved.path} holds a {spec.name} model, which does not {verb}; give a checkpoint of "
                           f"{' or '.join(able)}.")
+    if options:
+        saved = with_restore_options(saved, spec, options)
     return spec.load(saved, select_device(device))
+
+
+def parse_settings(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
+    """Repeated NAME=VALUE (e.g. ``restore --set``) as a mapping; values stay text, validated by the method's options
+    when the checkpoint is loaded (:func:`with_restore_options`)."""
+    settings = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UnveilError(f"{flag} takes NAME=VALUE, e.g. exemplar_check=0.06, not '{item}'.")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+def with_restore_options(saved: Checkpoint, spec: MethodSpec, options: Mapping[str, Any]) -> Checkpoint:
+    """``saved`` with its method options' restore-time ones replaced by ``options`` (validated like a training
+    config); any other option is refused in one sentence, since the trained networks depend on it."""
+    from dataclasses import replace
+
+    from unveil.config import validate_config
+
+    unknown = sorted(set(options) - set(spec.restore_options))
+    if unknown:
+        able = ", ".join(spec.restore_options) if spec.restore_options else "none"
+        raise UnveilError(f"{', '.join(unknown)} cannot be changed at restore time for {spec.name} (its restore-time "
+                          f"options: {able}).")
+    config = saved.config
+    model = {**config.get("model", {}), **options}
+    validate_config(spec.config, model, f"the restore options of {saved.path}")
+    return replace(saved, meta={**saved.meta, "config": {**config, "model": model}})
