@@ -8,7 +8,9 @@ the hidden clean videos G; "expression recovered" = (err S - err C) / (err S - e
 
 Each ``--runs`` folder holds ``<subject>/checkpoints/latest.safetensors`` (what ``unveil train ... --subject``
 writes). The restored videos are the subject's first sensor take of the Schaede and emotion tasks in every session
-(as the demo's), analysed every ``--every``-th frame.
+(as the demo's; every take with ``--all-takes``, other tasks with ``--tasks``), analysed every ``--every``-th frame.
+A restorer that finds the occluder itself enters the frame only through its own mask (``--composite restorer``, as
+the demo restores); any other is pasted as it is. ``--forest`` adds the landmark forest to the analyzers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from unveil.data.manifest import load_manifest
 from unveil.evaluate.protocol import EvaluateConfig, evaluate
 from unveil.evaluate.restoration import restoration_scores
+from unveil.methods.registry import load_restorer, parse_settings
 from unveil.restore import restore_recordings, subject_checkpoint
 
 
@@ -29,27 +32,35 @@ def main() -> None:
     parser.add_argument("prepared")
     parser.add_argument("--subject", default="S01")
     parser.add_argument("--runs", action="append", required=True, help="NAME=FOLDER of per-subject runs")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME:OPTION=VALUE",
+                        help="a restore-time option for the runs named NAME (as 'unveil restore --set')")
     parser.add_argument("--cnn", help="a classifier checkpoint for the cnn analyzer (dlib68 runs always)")
+    parser.add_argument("--forest", help="a landmark forest ('unveil train forest') for the forest analyzer")
     parser.add_argument("--out", default="sensor-eval")
     parser.add_argument("--every", type=int, default=3)
     parser.add_argument("--tasks", default="schaede,emotion")
+    parser.add_argument("--all-takes", action="store_true", help="every sensor take, not only the first")
     args = parser.parse_args()
 
     manifest = load_manifest(Path(args.benchmark) / "manifest.yaml")
     tasks = args.tasks.split(",")
     protocol = manifest.model_copy(update={"recordings": [
         r for r in manifest.recordings if r.subject == args.subject and r.task in tasks
-        and (r.condition == "normal" or r.take == 1)]})
-    analyzers = ["dlib68"] + (["cnn"] if args.cnn else [])
+        and (r.condition == "normal" or r.take == 1 or args.all_takes)]})
+    analyzers = ["dlib68"] + (["forest"] if args.forest else []) + (["cnn"] if args.cnn else [])
     rows = {}
     for spec in args.runs:
         name, runs = spec.split("=", 1)
+        options = parse_settings([s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == name])
         out = Path(args.out) / name
-        pixels = restoration_scores(subject_checkpoint(runs, args.subject), manifest, args.prepared, args.subject,
-                                    every=10).mean(numeric_only=True)
-        restore_recordings(protocol, runs, out / "restored", args.prepared, resume=True, progress=False)
-        config = EvaluateConfig(analyzers=analyzers, cnn=args.cnn, samples=args.prepared, every=args.every,
-                                image_every=30)
+        checkpoint = subject_checkpoint(runs, args.subject)
+        pixels = restoration_scores(checkpoint, manifest, args.prepared, args.subject, every=10,
+                                    options=options).mean(numeric_only=True)
+        composite = "restorer" if getattr(load_restorer(checkpoint, options=options), "segments", False) else "none"
+        restore_recordings(protocol, runs, out / "restored", args.prepared, composite=composite, resume=True,
+                           options=options, progress=False)
+        config = EvaluateConfig(analyzers=analyzers, cnn=args.cnn, forest=args.forest, samples=args.prepared,
+                                every=args.every, image_every=30)
         result = evaluate(protocol, out / "evaluation", out / "restored", config, progress=False)
         row = {"L1 in sensors": pixels["l1_mask_restored"], "PSNR in sensors": pixels["psnr_mask_restored"],
                "PSNR crop": pixels["psnr_restored"], "L1 visible": pixels["l1_visible_restored"],
