@@ -284,6 +284,9 @@ def test_restore_time_options_replace_the_checkpoints_and_no_other(tiny_bench: P
                         "--crop", "none", "--set", setting, "-q")
         assert result.returncode == 2 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
+    result = unveil("restore", str(exemplar_checkpoint), str(image), "-o", str(tmp_path / "out.png"), "--crop", "none",
+                    "--set", "exemplar_check=0.05", "--set", "exemplar_regions=3", "-q")
+    assert result.returncode == 0 and cv2.imread(str(tmp_path / "out.png")).shape == (64, 64, 3)
 
 
 def test_pix2pix_on_given_pairs_keeps_the_clean_twins(tiny_bench: Path) -> None:  # noqa: F811
