@@ -53,10 +53,9 @@ def main() -> None:
         name, runs = spec.split("=", 1)
         options = parse_settings([s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == name])
         out = Path(args.out) / name
-        checkpoint = subject_checkpoint(runs, args.subject)
-        pixels = restoration_scores(checkpoint, manifest, args.prepared, args.subject, every=10,
-                                    options=options).mean(numeric_only=True)
-        composite = "restorer" if getattr(load_restorer(checkpoint, options=options), "segments", False) else "none"
+        restorer = load_restorer(subject_checkpoint(runs, args.subject), options=options)
+        pixels = restoration_scores(restorer, manifest, args.prepared, args.subject, every=10).mean(numeric_only=True)
+        composite = "restorer" if getattr(restorer, "segments", False) else "none"
         restore_recordings(protocol, runs, out / "restored", args.prepared, composite=composite, resume=True,
                            options=options, progress=False)
         config = EvaluateConfig(analyzers=analyzers, cnn=args.cnn, forest=args.forest, samples=args.prepared,

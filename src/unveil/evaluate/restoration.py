@@ -20,9 +20,11 @@ from unveil.errors import UnveilError
 from unveil.metrics import l1, psnr
 from unveil.methods.registry import load_restorer
 from unveil.restore import occlusion_from_difference
+from unveil.restorers import Restorer
 
 
-def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, samples: str | os.PathLike[str],
+def restoration_scores(checkpoint: str | os.PathLike[str] | Restorer, manifest: Manifest,
+                       samples: str | os.PathLike[str],
                        subject: str, every: int = 10, threshold: float = 0.12,
                        options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Per evaluated frame: L1 inside and outside (visible) the mask, PSNR inside the mask and over the crop,
@@ -32,10 +34,13 @@ def restoration_scores(checkpoint: str | os.PathLike[str], manifest: Manifest, s
     Frames are every ``every``-th frame of the subject's occluded recordings that were not training samples;
     each recording's face box is the one ``unveil prepare`` used (from ``samples.parquet``). Scores are taken at
     the frame's own resolution of that box (the restoration resized to it), so that restorers working at
-    different crop sizes are judged on the same pixels. ``options``: restore-time options in place of the
-    checkpoint's (:func:`~unveil.methods.registry.load_restorer`).
+    different crop sizes are judged on the same pixels. ``checkpoint`` may be a loaded restorer (as for
+    :func:`~unveil.restore.restore`); ``options``: restore-time options in place of a checkpoint file's
+    (:func:`~unveil.methods.registry.load_restorer`).
     """
-    restorer = load_restorer(checkpoint, options=options)
+    if isinstance(checkpoint, Restorer) and options:
+        raise ValueError("restore-time options apply when a checkpoint is loaded; this restorer is loaded already")
+    restorer = checkpoint if isinstance(checkpoint, Restorer) else load_restorer(checkpoint, options=options)
     table, _ = load_samples(samples)
     rows = []
     for rec in manifest.select(subject=subject, condition="occluded"):
